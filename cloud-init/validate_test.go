@@ -119,9 +119,12 @@ func atoiField(l string, i int) int {
 	return n
 }
 
-func userData(_ string, b []byte) error      { _, err := ParseUserData("user-data", b); return err }
-func networkConfig(_ string, b []byte) error { _, err := ParseNetworkConfig("network-config", b); return err }
-func metaData(_ string, b []byte) error      { _, err := ParseMetaData("meta-data", b); return err }
+func userData(_ string, b []byte) error { _, err := ParseUserData("user-data", b); return err }
+func networkConfig(_ string, b []byte) error {
+	_, err := ParseNetworkConfig("network-config", b)
+	return err
+}
+func metaData(_ string, b []byte) error { _, err := ParseMetaData("meta-data", b); return err }
 
 func TestNearestSuggestsOnlyPlausibleKeys(t *testing.T) {
 	keys := []string{"hostname", "fqdn", "users", "runcmd", "bootcmd"}
