@@ -1,0 +1,236 @@
+package release
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// CreateOptions say what goes into a release.
+type CreateOptions struct {
+	Image          string            // raw slot image for the board
+	K3s            map[string]string // k3s binary per architecture (optional)
+	Version        string
+	Board          string
+	Arch           string
+	MinVersion     string
+	Notes          string
+	VerityRootHash string
+	// OutDir receives the artifacts and manifest.json; Dir names the usual
+	// place for them.
+	OutDir string
+	// Created is stamped into the manifest; zero means now.
+	Created time.Time
+	// Progress, when set, is called as input bytes are compressed.
+	Progress func(file string, done, total int64)
+}
+
+// Dir is where a release of board at version lives under a releases
+// directory: releases/<version>/<board>.
+func Dir(releases, version, board string) string {
+	return filepath.Join(releases, version, board)
+}
+
+// ImageName is the file name of a board's compressed slot image.
+func ImageName(board, version string) string {
+	return fmt.Sprintf("%s-%s.img.zst", board, version)
+}
+
+// Create compresses the slot image (and k3s binaries) with zstd into
+// opts.OutDir and writes the manifest last, so a directory with a manifest
+// always holds complete artifacts.
+func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
+	created := opts.Created
+	if created.IsZero() {
+		created = time.Now()
+	}
+	m := &Manifest{
+		Format:         ManifestFormat,
+		Version:        opts.Version,
+		Board:          opts.Board,
+		Arch:           opts.Arch,
+		Created:        created.UTC().Truncate(time.Second),
+		MinVersion:     opts.MinVersion,
+		Notes:          opts.Notes,
+		VerityRootHash: opts.VerityRootHash,
+		// Placeholder artifact so the metadata is validated before hours of
+		// compression; replaced below.
+		Image: Artifact{Path: ImageName(opts.Board, opts.Version), Compression: CompressionZstd,
+			Size: 1, CompressedSize: 1, SHA256: zeroSum, CompressedSHA256: zeroSum},
+	}
+	for arch := range opts.K3s {
+		if m.K3s == nil {
+			m.K3s = map[string]Artifact{}
+		}
+		m.K3s[arch] = m.Image
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
+		return nil, fmt.Errorf("release %s: %w", opts.OutDir, err)
+	}
+	img, err := compressFile(ctx, opts.Image, filepath.Join(opts.OutDir, m.Image.Path), opts.Progress)
+	if err != nil {
+		return nil, err
+	}
+	m.Image = img
+	for arch, src := range opts.K3s {
+		name := fmt.Sprintf("k3s-%s-%s.zst", arch, opts.Version)
+		a, err := compressFile(ctx, src, filepath.Join(opts.OutDir, name), opts.Progress)
+		if err != nil {
+			return nil, err
+		}
+		m.K3s[arch] = a
+	}
+	if err := m.WriteFile(filepath.Join(opts.OutDir, ManifestName)); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+var zeroSum = hex.EncodeToString(make([]byte, sha256.Size))
+
+// compressFile streams src through SHA-256, zstd and SHA-256 again into a
+// temporary file that is renamed to dst once synced.
+func compressFile(ctx context.Context, src, dst string, progress func(string, int64, int64)) (Artifact, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return Artifact{}, fmt.Errorf("release: %w", err)
+	}
+	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return Artifact{}, fmt.Errorf("release %s: %w", src, err)
+	}
+	if !st.Mode().IsRegular() || st.Size() == 0 {
+		return Artifact{}, fmt.Errorf("release %s: want a non-empty regular file", src)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp*")
+	if err != nil {
+		return Artifact{}, fmt.Errorf("release %s: %w", dst, err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	defer tmp.Close()
+
+	outHash := sha256.New()
+	outCount := &countingWriter{w: io.MultiWriter(tmp, outHash)}
+	enc, err := zstd.NewWriter(outCount, zstd.WithEncoderLevel(zstd.SpeedBetterCompression))
+	if err != nil {
+		return Artifact{}, err
+	}
+	inHash := sha256.New()
+	r := &progressReader{ctx: ctx, r: io.TeeReader(in, inHash), name: filepath.Base(src), total: st.Size(), progress: progress}
+	n, err := io.Copy(enc, r)
+	if err != nil {
+		enc.Close()
+		return Artifact{}, fmt.Errorf("release %s: compress: %w", src, err)
+	}
+	if err := enc.Close(); err != nil {
+		return Artifact{}, fmt.Errorf("release %s: compress: %w", src, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return Artifact{}, fmt.Errorf("release %s: %w", dst, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return Artifact{}, fmt.Errorf("release %s: %w", dst, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return Artifact{}, fmt.Errorf("release %s: %w", dst, err)
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return Artifact{}, fmt.Errorf("release %s: %w", dst, err)
+	}
+	if err := syncDir(filepath.Dir(dst)); err != nil {
+		return Artifact{}, err
+	}
+	return Artifact{
+		Path:             filepath.Base(dst),
+		Compression:      CompressionZstd,
+		Size:             n,
+		SHA256:           sum(inHash),
+		CompressedSize:   outCount.n,
+		CompressedSHA256: sum(outHash),
+	}, nil
+}
+
+func sum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type progressReader struct {
+	ctx      context.Context
+	r        io.Reader
+	name     string
+	done     int64
+	total    int64
+	progress func(string, int64, int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	if err := p.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := p.r.Read(b)
+	p.done += int64(n)
+	if p.progress != nil && n > 0 {
+		p.progress(p.name, p.done, p.total)
+	}
+	return n, err
+}
+
+// writeFileAtomic writes data to a temporary file beside path, syncs it,
+// renames it over path and syncs the directory.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	if _, err := tmp.Write(data); err != nil {
+		return fmt.Errorf("%s: write: %w", path, err)
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("%s: sync: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("%s: sync: %w", dir, err)
+	}
+	return nil
+}
