@@ -28,7 +28,7 @@ func lives() int {
 	if testing.Short() {
 		return 40
 	}
-	return 2000
+	return 1000
 }
 
 func TestPowerCutsNeverStrandTheDeviceGRUB(t *testing.T) {
