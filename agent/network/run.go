@@ -1,0 +1,189 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// resync re-applies the config now and then even without events, so a
+// change no event announces (an address someone deleted) is undone too.
+const resync = time.Minute
+
+// dhcpRun is a DHCP client running on one link.
+type dhcpRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Run reconciles until ctx ends: once at the start, again on every link
+// event (a cable unplugged and plugged back in, a link someone set down),
+// whenever a DHCP lease changes, and every minute. It keeps a DHCPv4
+// client on every link with dhcp4. Apply errors are logged, reported to
+// OnApply and retried; Run returns only when ctx ends or the kernel stops
+// sending link events.
+func (r *Reconciler) Run(ctx context.Context) error {
+	updates := make(chan netlink.LinkUpdate, 256)
+	stop := make(chan struct{})
+	defer close(stop)
+	subErr := make(chan error, 1)
+	err := netlink.LinkSubscribeWithOptions(updates, stop, netlink.LinkSubscribeOptions{
+		Namespace: &r.ns,
+		ErrorCallback: func(err error) {
+			select {
+			case subErr <- err:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe to link events in %s: %w", r.ns, err)
+	}
+	kick := make(chan struct{}, 1)
+	clients := map[string]*dhcpRun{}
+	defer func() {
+		for _, c := range clients {
+			c.cancel()
+			<-c.done
+		}
+	}()
+	carrier := map[string]bool{}
+	ticker := time.NewTicker(resync)
+	defer ticker.Stop()
+	for {
+		acts, err := r.Apply(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.report(acts, err)
+		r.syncDHCP(ctx, clients, kick)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case u, ok := <-updates:
+			if !ok {
+				return errors.New("link events: subscription closed")
+			}
+			r.linkEvent(u, carrier, clients)
+			drain(updates, carrier, clients, r)
+		case <-kick:
+		case <-ticker.C:
+		case err := <-subErr:
+			return fmt.Errorf("link events: %w", err)
+		}
+	}
+}
+
+func (r *Reconciler) report(acts []Action, err error) {
+	for _, a := range acts {
+		r.log.Info("network change", "action", a.String())
+	}
+	if err != nil {
+		r.log.Warn("network reconcile", "err", err)
+	}
+	if r.opts.OnApply != nil {
+		r.opts.OnApply(acts, err)
+	}
+}
+
+// drain takes the events that queued up behind the first, so a burst of
+// them costs one reconcile.
+func drain(updates chan netlink.LinkUpdate, carrier map[string]bool, clients map[string]*dhcpRun, r *Reconciler) {
+	for {
+		select {
+		case u, ok := <-updates:
+			if !ok {
+				return
+			}
+			r.linkEvent(u, carrier, clients)
+		default:
+			return
+		}
+	}
+}
+
+// linkEvent restarts the DHCP client of a link whose carrier came back:
+// the cable may now lead to another network, and the server may have
+// forgotten the lease.
+func (r *Reconciler) linkEvent(u netlink.LinkUpdate, carrier map[string]bool, clients map[string]*dhcpRun) {
+	name := u.Attrs().Name
+	up := u.Flags&unix.IFF_LOWER_UP != 0
+	if u.Header.Type == unix.RTM_DELLINK {
+		delete(carrier, name)
+		return
+	}
+	was, known := carrier[name]
+	carrier[name] = up
+	if known && !was && up {
+		if c, ok := clients[name]; ok {
+			r.log.Info("carrier back, restarting DHCP", "link", name)
+			c.cancel()
+			<-c.done
+			delete(clients, name)
+		}
+	}
+}
+
+// syncDHCP starts a client on every dhcp4 link that has none (or whose
+// client ended) and stops the clients of links that no longer want one.
+func (r *Reconciler) syncDHCP(ctx context.Context, clients map[string]*dhcpRun, kick chan struct{}) {
+	want := r.dhcpLinkNames()
+	for name, c := range clients {
+		select {
+		case <-c.done:
+			delete(clients, name)
+			continue
+		default:
+		}
+		if !want[name] {
+			c.cancel()
+			<-c.done
+			delete(clients, name)
+			r.setLease(name, nil)
+		}
+	}
+	for name := range want {
+		if _, ok := clients[name]; ok {
+			continue
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		c := &dhcpRun{cancel: cancel, done: make(chan struct{})}
+		clients[name] = c
+		dc := &dhcpClient{link: name, ns: r.ns, opts: r.opts.DHCP, update: r.leaseUpdater(name, kick)}
+		go func() {
+			defer close(c.done)
+			if err := dc.run(cctx); err != nil && cctx.Err() == nil {
+				r.log.Warn("dhcp client ended", "link", name, "err", err)
+			}
+		}()
+	}
+}
+
+// leaseUpdater records lease changes of link and asks Run to reconcile.
+func (r *Reconciler) leaseUpdater(link string, kick chan struct{}) func(LeaseEvent, *Lease) {
+	return func(ev LeaseEvent, l *Lease) {
+		r.log.Info("dhcp", "link", link, "event", string(ev))
+		r.setLease(link, l)
+		if r.opts.DHCP.OnEvent != nil {
+			r.opts.DHCP.OnEvent(link, ev, l)
+		}
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (r *Reconciler) dhcpLinkNames() map[string]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]bool{}
+	for _, n := range r.dhcpLinks {
+		out[n] = true
+	}
+	return out
+}
