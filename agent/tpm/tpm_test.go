@@ -105,7 +105,9 @@ func testIdentity(slot, release string) SlotIdentity {
 	return SlotIdentity{Slot: slot, Release: release, RootHash: root[:], FooterDigest: footer[:]}
 }
 
-func manifestOf(id SlotIdentity) Manifest { return Manifest{Release: id.Release, RootHash: id.RootHash} }
+func manifestOf(id SlotIdentity) Manifest {
+	return Manifest{Release: id.Release, RootHash: id.RootHash}
+}
 
 func TestOpenMissingDeviceIsNoTPM(t *testing.T) {
 	_, err := Open(context.Background(), filepath.Join(t.TempDir(), "tpmrm0"))
