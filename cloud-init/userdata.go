@@ -122,20 +122,26 @@ var (
 // ValidationErrors listing every problem.
 func ParseUserData(file string, data []byte) (*UserData, error) {
 	ud := &UserData{}
-	first, _, _ := bytes.Cut(data, []byte("\n"))
-	if len(bytes.TrimSpace(data)) == 0 {
-		return ud, nil
-	}
-	if strings.TrimRight(string(first), " \t\r") != "#cloud-config" {
-		return ud, ValidationErrors{{File: file, Line: 1, Column: 1, Message: "user-data must start with the line #cloud-config (scripts and MIME multipart are not supported)"}}
-	}
-	doc, errs := parseYAML(file, data)
-	if errs != nil {
-		return ud, errs
+	doc, errs := userDataNode(file, data)
+	if errs != nil || doc == nil {
+		return ud, errs.asError()
 	}
 	d := newDecoder(file)
 	d.decodeUserData(doc, ud)
 	return ud, d.errs.asError()
+}
+
+// userDataNode checks the #cloud-config header and parses the YAML. Empty
+// user-data is valid and gives a nil node.
+func userDataNode(file string, data []byte) (*yaml.Node, ValidationErrors) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, nil
+	}
+	first, _, _ := bytes.Cut(data, []byte("\n"))
+	if strings.TrimRight(string(first), " \t\r") != "#cloud-config" {
+		return nil, ValidationErrors{{File: file, Line: 1, Column: 1, Message: "user-data must start with the line #cloud-config (scripts and MIME multipart are not supported)"}}
+	}
+	return parseYAML(file, data)
 }
 
 func (d *decoder) decodeUserData(doc *yaml.Node, ud *UserData) {
