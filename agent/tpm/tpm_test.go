@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -79,21 +78,18 @@ func openSwtpm(t *testing.T) *TPM {
 		}
 	})
 
-	// Wait for the socket without a fixed deadline: swtpm either creates
-	// it or exits, and either is reported.
+	// Connect once swtpm listens, without a fixed deadline: swtpm either
+	// listens or exits, and either is reported.
+	var tp *TPM
 	for {
-		if _, err := os.Stat(sock); err == nil {
+		if tp, err = Open(ctx, sock); err == nil {
 			break
 		}
 		select {
-		case err := <-exited:
-			t.Fatalf("swtpm exited before listening: %v", err)
+		case werr := <-exited:
+			t.Fatalf("swtpm exited before listening: %v (last dial: %v)", werr, err)
 		case <-time.After(10 * time.Millisecond):
 		}
-	}
-	tp, err := Open(ctx, sock)
-	if err != nil {
-		t.Fatalf("open swtpm: %v", err)
 	}
 	t.Cleanup(func() { tp.Close() })
 	return tp
