@@ -34,16 +34,16 @@ var (
 // RefreshError is a refused metadata refresh: which file, which attack,
 // and go-tuf's reason.
 type RefreshError struct {
-	File   string // e.g. "timestamp.json", "3.snapshot.json"
+	File   string // the last metadata file fetched, e.g. "3.snapshot.json"
 	Attack error  // one of the sentinels above, nil when not an attack
 	Err    error
 }
 
 func (e *RefreshError) Error() string {
 	if e.Attack == nil {
-		return fmt.Sprintf("channel refresh: %s: %v", e.File, e.Err)
+		return fmt.Sprintf("channel refresh (last fetched %s): %v", e.File, e.Err)
 	}
-	return fmt.Sprintf("channel refresh: %s: %v: %v", e.File, e.Attack, e.Err)
+	return fmt.Sprintf("channel refresh (last fetched %s): %v: %v", e.File, e.Attack, e.Err)
 }
 
 func (e *RefreshError) Unwrap() []error {

@@ -222,3 +222,5 @@ func (f *fixture) slotEmpty() {
 		f.t.Fatalf("files left beside the slot path: %v", entries)
 	}
 }
+
+func itoa(v int64) string { return strconv.FormatInt(v, 10) }
