@@ -95,7 +95,7 @@ func (e *Env) Vars() (map[string]string, error) {
 // whole block back at offset 0, and syncs. Changing a one-digit value to
 // another one-digit value changes a single byte, so a write cut short by a
 // power loss leaves either the old or the new value in a valid block.
-// On ErrNoSpace nothing is written.
+// On ErrNoSpace, and when the value is already set, nothing is written.
 func (e *Env) Set(name, value string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
