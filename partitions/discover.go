@@ -67,7 +67,7 @@ func Discover(root string) (*Boot, error) {
 		Slot:        slot,
 		Device:      part.path(),
 		OtherDevice: other.path(),
-		Disk:        "/dev/" + part.parent,
+		Disk:        devPath(part.parent),
 		RootDevice:  rootDev.path(),
 	}, nil
 }
@@ -187,7 +187,7 @@ func findOnDisk(root, label, disk string) (*blockDev, error) {
 	case len(here) > 1:
 		return nil, fmt.Errorf("%s on %s: %w", label, paths(here), ErrAmbiguousLabel)
 	case len(elsewhere) > 0:
-		return nil, fmt.Errorf("no %s on /dev/%s (only on %s, another disk): %w", label, disk, paths(elsewhere), ErrPartitionNotFound)
+		return nil, fmt.Errorf("no %s on %s (only on %s, another disk): %w", label, devPath(disk), paths(elsewhere), ErrPartitionNotFound)
 	}
-	return nil, fmt.Errorf("no %s on /dev/%s: %w", label, disk, ErrPartitionNotFound)
+	return nil, fmt.Errorf("no %s on %s: %w", label, devPath(disk), ErrPartitionNotFound)
 }

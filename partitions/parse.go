@@ -58,46 +58,17 @@ func (p *parser) errf(n *yaml.Node, key, format string, args ...any) error {
 // Every error is a *LayoutError with the line and key at fault.
 func ParseLayout(file string, data []byte) (*Layout, error) {
 	p := &parser{file: file}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		le := &LayoutError{File: file, Msg: msg}
-		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-			le.Line, _ = strconv.Atoi(m[1])
-			le.Msg = strings.TrimPrefix(err.Error(), m[0])
-		}
-		return nil, le
+	top, err := p.document(data)
+	if err != nil {
+		return nil, err
 	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
-		return nil, p.errf(nil, "", "empty file")
-	}
-	top := doc.Content[0]
 	fields, keys, err := p.mappingKeys(top, "", topKeys)
 	if err != nil {
 		return nil, err
 	}
-	l := &Layout{}
-	for _, k := range []string{"name", "alignment", "partitions"} {
-		if fields[k] == nil {
-			return nil, p.errf(top, k, "missing")
-		}
-	}
-	if l.Name, err = p.str(fields["name"], "name"); err != nil {
+	l, err := p.header(top, fields)
+	if err != nil {
 		return nil, err
-	}
-	if l.Name == "" || strings.ContainsAny(l.Name, "/\\ \t") {
-		return nil, p.errf(fields["name"], "name", "%q: want a non-empty name without spaces or slashes", l.Name)
-	}
-	if n := fields["description"]; n != nil {
-		if l.Description, err = p.str(n, "description"); err != nil {
-			return nil, err
-		}
-	}
-	if l.Alignment, err = p.size(fields["alignment"], "alignment"); err != nil {
-		return nil, err
-	}
-	if a := l.Alignment; a < SectorSize || a&(a-1) != 0 || a > 1<<30 {
-		return nil, p.errf(fields["alignment"], "alignment", "%s: want a power of two from 512 B to 1 GiB", FormatSize(a))
 	}
 	parts := fields["partitions"]
 	if parts.Kind != yaml.SequenceNode {
@@ -117,6 +88,52 @@ func ParseLayout(file string, data []byte) (*Layout, error) {
 	}
 	if err := p.check(l, keys["partitions"], nodes); err != nil {
 		return nil, err
+	}
+	return l, nil
+}
+
+// document parses the YAML and returns its top node.
+func (p *parser) document(data []byte) (*yaml.Node, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		le := &LayoutError{File: p.file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+			le.Line, _ = strconv.Atoi(m[1])
+			le.Msg = strings.TrimPrefix(err.Error(), m[0])
+		}
+		return nil, le
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+		return nil, p.errf(nil, "", "empty file")
+	}
+	return doc.Content[0], nil
+}
+
+// header reads the keys above the partition list.
+func (p *parser) header(top *yaml.Node, fields map[string]*yaml.Node) (*Layout, error) {
+	for _, k := range []string{"name", "alignment", "partitions"} {
+		if fields[k] == nil {
+			return nil, p.errf(top, k, "missing")
+		}
+	}
+	l := &Layout{}
+	var err error
+	if l.Name, err = p.str(fields["name"], "name"); err != nil {
+		return nil, err
+	}
+	if l.Name == "" || strings.ContainsAny(l.Name, "/\\ \t") {
+		return nil, p.errf(fields["name"], "name", "%q: want a non-empty name without spaces or slashes", l.Name)
+	}
+	if n := fields["description"]; n != nil {
+		if l.Description, err = p.str(n, "description"); err != nil {
+			return nil, err
+		}
+	}
+	if l.Alignment, err = p.size(fields["alignment"], "alignment"); err != nil {
+		return nil, err
+	}
+	if a := l.Alignment; a < SectorSize || a&(a-1) != 0 || a > 1<<30 {
+		return nil, p.errf(fields["alignment"], "alignment", "%s: want a power of two from 512 B to 1 GiB", FormatSize(a))
 	}
 	return l, nil
 }

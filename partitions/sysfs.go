@@ -50,7 +50,7 @@ func readBlockDev(link string) (*blockDev, error) {
 		return nil, fmt.Errorf("%s: %w", f.Name(), err)
 	}
 	if d.devName == "" {
-		d.devName = strings.ReplaceAll(d.name, "!", "/") // how the kernel names /dev nodes
+		d.devName = strings.TrimPrefix(devPath(d.name), "/dev/")
 	}
 	if d.partition {
 		d.parent = filepath.Base(filepath.Dir(dir))
@@ -79,6 +79,10 @@ func partitionsLabelled(root, label string) ([]*blockDev, error) {
 	sort.Slice(found, func(i, j int) bool { return found[i].name < found[j].name })
 	return found, nil
 }
+
+// devPath is the /dev node of a kernel device name: sysfs writes the
+// slashes of names like cciss/c0d0 as "!".
+func devPath(kernelName string) string { return "/dev/" + strings.ReplaceAll(kernelName, "!", "/") }
 
 func paths(devs []*blockDev) string {
 	var p []string
