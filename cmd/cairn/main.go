@@ -24,6 +24,10 @@ func main() {
 	for _, newCmd := range []func(*cli.Options) *cobra.Command{
 		newLayoutCmd,
 		newConfigCmd,
+		newKeysCmd,
+		newReleaseCmd,
+		newChannelCmd,
+		newTimestampCmd,
 	} {
 		root.AddCommand(newCmd(&opts))
 	}
