@@ -5,9 +5,12 @@ import (
 	"testing"
 )
 
+const pinnedBucket = 71
+
 func TestRolloutBucketIsStableAndSpread(t *testing.T) {
-	if RolloutBucket("m1", "1.2.0") != RolloutBucket("m1", "1.2.0") {
-		t.Fatal("bucket changed between calls")
+	// Pinned: a change here reshuffles every fleet mid-rollout.
+	if b := RolloutBucket("0123456789abcdef", "1.2.0"); b != pinnedBucket {
+		t.Fatalf("bucket of a known device = %d, want %d", b, pinnedBucket)
 	}
 	const devices = 10000
 	for _, pct := range []int{0, 1, 10, 50, 100} {
