@@ -90,10 +90,7 @@ func (d *dhcpClient) run(ctx context.Context) error {
 // open creates the raw socket inside the link's namespace: the link has
 // no address yet, so only a packet socket can talk DHCP on it.
 func (d *dhcpClient) open() (*nclient4.Client, error) {
-	timeout := d.opts.Timeout
-	if timeout == 0 {
-		timeout = 2 * time.Second
-	}
+	timeout := d.timeout()
 	var c *nclient4.Client
 	err := inNamespace(d.ns, func() error {
 		ifc, err := net.InterfaceByName(d.link)
@@ -149,7 +146,7 @@ func (d *dhcpClient) hold(ctx context.Context, c *nclient4.Client, lease *Lease)
 		if !sleepUntil(ctx, start.Add(lease.T1)) {
 			return
 		}
-		next, ev := d.extend(ctx, c, lease, start.Add(lease.T2), true)
+		next, ev := d.renew(ctx, c, lease)
 		if next == nil && ev == "" {
 			next, ev = d.extend(ctx, c, lease, lease.Expires(), false)
 		}
@@ -166,6 +163,40 @@ func (d *dhcpClient) hold(ctx context.Context, c *nclient4.Client, lease *Lease)
 		d.update(ev, next)
 		lease = next
 	}
+}
+
+// renew runs RENEWING until T2 over a UDP socket bound to the leased
+// address: a unicast from 0.0.0.0, which is all the raw socket can send,
+// is a martian to the server's kernel and never reaches the server.
+func (d *dhcpClient) renew(ctx context.Context, raw *nclient4.Client, lease *Lease) (*Lease, LeaseEvent) {
+	c := raw
+	u, err := d.openUnicast(lease.Address.Addr(), raw.InterfaceAddr())
+	if err == nil {
+		defer u.Close()
+		c = u
+	}
+	return d.extend(ctx, c, lease, lease.Acquired.Add(lease.T2), true)
+}
+
+func (d *dhcpClient) openUnicast(addr netip.Addr, hw net.HardwareAddr) (*nclient4.Client, error) {
+	var c *nclient4.Client
+	err := inNamespace(d.ns, func() error {
+		var err error
+		c, err = nclient4.NewWithConn(nil, hw, nclient4.WithTimeout(d.timeout()), nclient4.WithRetry(3),
+			nclient4.WithUnicast(&net.UDPAddr{IP: net.IP(addr.AsSlice()), Port: nclient4.ClientPort}))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dhcp %s: open unicast socket on %s: %w", d.link, addr, err)
+	}
+	return c, nil
+}
+
+func (d *dhcpClient) timeout() time.Duration {
+	if d.opts.Timeout == 0 {
+		return 2 * time.Second
+	}
+	return d.opts.Timeout
 }
 
 // extend asks for more time until deadline: RENEWING unicasts to the
