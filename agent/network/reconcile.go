@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -77,6 +78,9 @@ type Options struct {
 	DHCP DHCPOptions
 	// OnApply, when set, is called after every reconcile Run makes.
 	OnApply func([]Action, error)
+	// Resync is how often Run reconciles without an event; a minute when
+	// zero.
+	Resync time.Duration
 	Logger  *slog.Logger
 }
 

@@ -10,9 +10,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// resync re-applies the config now and then even without events, so a
-// change no event announces (an address someone deleted) is undone too.
-const resync = time.Minute
+// defaultResync re-applies the config now and then even without events,
+// so a change no link event announces (an address someone deleted) is
+// undone too.
+const defaultResync = time.Minute
 
 // dhcpRun is a DHCP client running on one link.
 type dhcpRun struct {
@@ -22,7 +23,7 @@ type dhcpRun struct {
 
 // Run reconciles until ctx ends: once at the start, again on every link
 // event (a cable unplugged and plugged back in, a link someone set down),
-// whenever a DHCP lease changes, and every minute. It keeps a DHCPv4
+// whenever a DHCP lease changes, and every Options.Resync. It keeps a DHCPv4
 // client on every link with dhcp4. Apply errors are logged, reported to
 // OnApply and retried; Run returns only when ctx ends or the kernel stops
 // sending link events.
@@ -52,6 +53,10 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		}
 	}()
 	carrier := map[string]bool{}
+	resync := r.opts.Resync
+	if resync <= 0 {
+		resync = defaultResync
+	}
 	ticker := time.NewTicker(resync)
 	defer ticker.Stop()
 	for {
