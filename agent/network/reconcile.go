@@ -81,7 +81,7 @@ type Options struct {
 	// Resync is how often Run reconciles without an event; a minute when
 	// zero.
 	Resync time.Duration
-	Logger  *slog.Logger
+	Logger *slog.Logger
 }
 
 // Reconciler brings a network namespace to a desired Config.
