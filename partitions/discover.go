@@ -35,7 +35,7 @@ type Boot struct {
 // Discover finds the booted slot of a running device. root is the file
 // system root whose proc and sys it reads: "/" on a device.
 func Discover(root string) (*Boot, error) {
-	slot, err := cmdlineSlot(root)
+	slot, err := CmdlineSlot(root)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +88,9 @@ func FindByLabel(root, label string) (string, error) {
 	return "", fmt.Errorf("find %s: on %s: %w", label, paths(devs), ErrAmbiguousLabel)
 }
 
-func cmdlineSlot(root string) (Slot, error) {
+// CmdlineSlot is the slot the bootloader chose, from cairn.slot= on the
+// kernel command line under root.
+func CmdlineSlot(root string) (Slot, error) {
 	b, err := os.ReadFile(filepath.Join(root, "proc/cmdline"))
 	if err != nil {
 		return "", fmt.Errorf("discover: %w", err)
