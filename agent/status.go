@@ -1,0 +1,118 @@
+// Package agent is cairn-agent: it runs the device's boot phases, decides
+// whether a boot is healthy, and reports the device's status.
+package agent
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/cairn-edge/cairn/partitions"
+	"github.com/cairn-edge/cairn/partitions/bootstate"
+)
+
+// SlotRow is one line of the slot table.
+type SlotRow struct {
+	Slot      partitions.Slot `json:"slot"`
+	Partition string          `json:"partition"`
+	Version   string          `json:"version,omitempty"`
+	Priority  int             `json:"priority"`
+	TriesLeft int             `json:"tries_left"`
+	OK        bool            `json:"ok"`
+	Booted    bool            `json:"booted"`
+	NextBoot  bool            `json:"next_boot"`
+}
+
+// Status is what `cairn-agent status` reports.
+type Status struct {
+	Bootloader string              `json:"bootloader"`
+	BootEnv    string              `json:"boot_env"`
+	Booted     partitions.Slot     `json:"booted"`
+	NextBoot   *bootstate.Decision `json:"next_boot"`
+	// NextBootError says why no slot would boot; empty when one would.
+	NextBootError string    `json:"next_boot_error,omitempty"`
+	Slots         []SlotRow `json:"slots"`
+}
+
+// BootEnv is the device's boot environment as status needs it.
+type BootEnv struct {
+	Kind string // "grub" or "u-boot"
+	Path string
+	Env  bootstate.Env
+}
+
+// SlotStatus builds the slot table from the booted slot and the boot
+// environment.
+func SlotStatus(boot *partitions.Boot, env BootEnv) (*Status, error) {
+	st, err := bootstate.New(env.Env).Read()
+	if err != nil {
+		return nil, fmt.Errorf("boot env %s: %w", env.Path, err)
+	}
+	s := &Status{Bootloader: env.Kind, BootEnv: env.Path, Booted: boot.Slot}
+	next, err := st.Choose()
+	if err != nil {
+		s.NextBootError = err.Error()
+	} else {
+		s.NextBoot = &next
+	}
+	for _, slot := range partitions.Slots {
+		ss := st.Slot(slot)
+		row := SlotRow{
+			Slot:      slot,
+			Partition: slotDevice(boot, slot),
+			Priority:  ss.Priority,
+			TriesLeft: ss.TriesLeft,
+			OK:        ss.OK == 1,
+			Booted:    slot == boot.Slot,
+			NextBoot:  s.NextBoot != nil && s.NextBoot.Slot == slot,
+		}
+		s.Slots = append(s.Slots, row)
+	}
+	return s, nil
+}
+
+// WriteText prints the slot table for people.
+func (s *Status) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "booted slot %s; boot env %s (%s)\n", s.Booted, s.BootEnv, s.Bootloader)
+	switch {
+	case s.NextBoot == nil:
+		fmt.Fprintf(tw, "next boot: none: %s\n", s.NextBootError)
+	case s.NextBoot.Trial:
+		fmt.Fprintf(tw, "next boot: slot %s, on trial (%d tries left after it)\n", s.NextBoot.Slot, s.NextBoot.TriesAfter)
+	default:
+		fmt.Fprintf(tw, "next boot: slot %s\n", s.NextBoot.Slot)
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "SLOT\tPARTITION\tVERSION\tPRIORITY\tTRIES\tOK\tBOOTED\tNEXT BOOT")
+	for _, r := range s.Slots {
+		version := r.Version
+		if version == "" {
+			version = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", r.Slot, dash(r.Partition), version,
+			r.Priority, r.TriesLeft, yesNo(r.OK), yesNo(r.Booted), yesNo(r.NextBoot))
+	}
+	return tw.Flush()
+}
+
+func slotDevice(boot *partitions.Boot, slot partitions.Slot) string {
+	if slot == boot.Slot {
+		return boot.Device
+	}
+	return boot.OtherDevice
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

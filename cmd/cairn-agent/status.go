@@ -1,0 +1,40 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/cairn-edge/cairn/agent"
+	"github.com/cairn-edge/cairn/cmd/internal/cli"
+	"github.com/cairn-edge/cairn/partitions"
+	"github.com/cairn-edge/cairn/partitions/bootstate"
+)
+
+func newStatusCmd(opts *cli.Options) *cobra.Command {
+	var root string
+	loc := bootstate.DefaultLocation()
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the slot table: which slot booted, which boots next, tries and health",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			boot, err := partitions.Discover(root)
+			if err != nil {
+				return err
+			}
+			env, err := bootstate.Open(root, loc)
+			if err != nil {
+				return err
+			}
+			defer env.Close()
+			st, err := agent.SlotStatus(boot, agent.BootEnv{Kind: env.Kind, Path: env.Path, Env: env})
+			if err != nil {
+				return err
+			}
+			return opts.Print(cmd.OutOrStdout(), st)
+		},
+	}
+	cmd.Flags().StringVar(&root, "root", "/", "filesystem root of the device to inspect (/proc, /sys, boot env)")
+	cmd.Flags().StringVar(&loc.GrubEnv, "grubenv", loc.GrubEnv, "GRUB environment block, on UEFI boards")
+	cmd.Flags().StringVar(&loc.FwEnvConfig, "fw-env-config", loc.FwEnvConfig, "fw_env.config naming the U-Boot environment copies, on U-Boot boards")
+	return cmd
+}
