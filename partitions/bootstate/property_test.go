@@ -36,7 +36,8 @@ func (k releaseKind) String() string { return [...]string{"healthy", "unhealthy"
 type life struct {
 	releases []releaseKind
 	tries    []int
-	reboots  []int // stray reboots after each settle
+	reboots  []int  // stray reboots after each settle
+	prefer   []bool // an operator rolls back to the other committed slot
 }
 
 func randomLife(r *rand.Rand) life {
@@ -46,6 +47,7 @@ func randomLife(r *rand.Rand) life {
 		l.releases = append(l.releases, releaseKind(r.IntN(3)))
 		l.tries = append(l.tries, 1+r.IntN(3))
 		l.reboots = append(l.reboots, r.IntN(3))
+		l.prefer = append(l.prefer, r.IntN(3) == 0)
 	}
 	return l
 }
@@ -123,6 +125,9 @@ type device struct {
 	// believes what reached the medium.
 	marking     partitions.Slot
 	markingGood bool
+	// preferring is set while Prefer runs: after a cut in it, either
+	// committed slot may be the one that boots.
+	preferring bool
 }
 
 type slotContent struct {
@@ -219,6 +224,12 @@ func (d *device) agent(booted partitions.Slot, c *slotContent) bool {
 // left on the medium: the slot counts as committed once its ok=1 landed, as
 // failed once its priority=0 landed.
 func (d *device) afterCut() {
+	if d.preferring {
+		dec, err := d.store().Choose()
+		d.check(err, "after power cut: choose")
+		d.committed, d.preferring = dec.Slot, false
+		return
+	}
 	if d.marking == "" {
 		return
 	}
@@ -247,6 +258,24 @@ func (d *device) install(booted partitions.Slot, kind releaseKind, tries int) {
 	d.check(store.SetTrial(target, tries), "install: set trial")
 }
 
+// rollBack is an operator's rollback to the other slot when it is
+// committed; Prefer must refuse it otherwise.
+func (d *device) rollBack(booted partitions.Slot) partitions.Slot {
+	other := booted.Other()
+	st, err := d.store().Read()
+	d.check(err, "rollback: read boot state")
+	if !st.Slot(other).Committed() {
+		if err := d.store().Prefer(other); !errors.Is(err, bootstate.ErrNotCommitted) {
+			d.violate("prefer uncommitted slot %s: %v, want ErrNotCommitted", other, err)
+		}
+		return booted
+	}
+	d.preferring = true
+	d.check(d.store().Prefer(other), "rollback: prefer")
+	d.committed, d.preferring = other, false
+	return d.boot()
+}
+
 // live runs the rest of the life from a cold boot.
 func (d *device) live(l life) {
 	booted := d.boot()
@@ -257,6 +286,9 @@ func (d *device) live(l life) {
 		booted = d.boot()
 		for range l.reboots[i] {
 			booted = d.boot()
+		}
+		if i < len(l.prefer) && l.prefer[i] {
+			booted = d.rollBack(booted)
 		}
 	}
 	if booted != d.committed {

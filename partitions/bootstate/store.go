@@ -1,11 +1,16 @@
 package bootstate
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 
 	"github.com/cairn-edge/cairn/partitions"
 )
+
+// ErrNotCommitted means a slot that has not passed its health gate was asked
+// to become the preferred one.
+var ErrNotCommitted = errors.New("slot is not committed")
 
 // Store changes the boot state through an Env. Every change is a sequence of
 // single-variable writes ordered so that a power cut between any two of them
@@ -85,6 +90,25 @@ func (s *Store) MarkBad(slot partitions.Slot) error {
 			{slot, fieldOK, 0},
 			{slot, fieldTries, 0},
 		}, nil
+	})
+}
+
+// Prefer makes the committed slot the one that boots, on purpose: an
+// operator's rollback to the release kept in the other slot. The other slot
+// stays enabled as the fallback (or disabled, if it was). Both writes keep a
+// committed slot at the top: between them the two share a priority, and the
+// tie boots slot A, which is committed too or disabled.
+func (s *Store) Prefer(slot partitions.Slot) error {
+	return s.change("prefer "+string(slot), func(st State) ([]write, error) {
+		if !st.Slot(slot).Committed() {
+			return nil, fmt.Errorf("slot %s: %w", slot, ErrNotCommitted)
+		}
+		other := slot.Other()
+		var writes []write
+		if st.Slot(other).Priority > PriorityFallback {
+			writes = append(writes, write{other, fieldPriority, PriorityFallback})
+		}
+		return append(writes, write{slot, fieldPriority, PriorityPrimary}), nil
 	})
 }
 
