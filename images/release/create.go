@@ -10,8 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	"github.com/klauspost/compress/zstd"
 )
 
 // CreateOptions say what goes into a release.
@@ -31,6 +29,10 @@ type CreateOptions struct {
 	Created time.Time
 	// Progress, when set, is called as input bytes are compressed.
 	Progress func(file string, done, total int64)
+	// FrameSize is the uncompressed size of each zstd frame; zero means
+	// DefaultFrameSize. Create raises it for artifacts that would need more
+	// than MaxFrames frames.
+	FrameSize int64
 }
 
 // Dir is where a release of board at version lives under a releases
@@ -78,14 +80,14 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("release %s: %w", opts.OutDir, err)
 	}
-	img, err := compressFile(ctx, opts.Image, filepath.Join(opts.OutDir, m.Image.Path), opts.Progress)
+	img, err := compressFile(ctx, opts.Image, filepath.Join(opts.OutDir, m.Image.Path), opts.FrameSize, opts.Progress)
 	if err != nil {
 		return nil, err
 	}
 	m.Image = img
 	for arch, src := range opts.K3s {
 		name := fmt.Sprintf("k3s-%s-%s.zst", arch, opts.Version)
-		a, err := compressFile(ctx, src, filepath.Join(opts.OutDir, name), opts.Progress)
+		a, err := compressFile(ctx, src, filepath.Join(opts.OutDir, name), opts.FrameSize, opts.Progress)
 		if err != nil {
 			return nil, err
 		}
@@ -99,9 +101,9 @@ func Create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 
 var zeroSum = hex.EncodeToString(make([]byte, sha256.Size))
 
-// compressFile streams src through SHA-256, zstd and SHA-256 again into a
-// temporary file that is renamed to dst once synced.
-func compressFile(ctx context.Context, src, dst string, progress func(string, int64, int64)) (Artifact, error) {
+// compressFile streams src through SHA-256, zstd frames and SHA-256 again
+// into a temporary file that is renamed to dst once synced.
+func compressFile(ctx context.Context, src, dst string, frameSize int64, progress func(string, int64, int64)) (Artifact, error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return Artifact{}, fmt.Errorf("release: %w", err)
@@ -123,18 +125,10 @@ func compressFile(ctx context.Context, src, dst string, progress func(string, in
 
 	outHash := sha256.New()
 	outCount := &countingWriter{w: io.MultiWriter(tmp, outHash)}
-	enc, err := zstd.NewWriter(outCount, zstd.WithEncoderLevel(zstd.SpeedBetterCompression))
-	if err != nil {
-		return Artifact{}, err
-	}
 	inHash := sha256.New()
 	r := &progressReader{ctx: ctx, r: io.TeeReader(in, inHash), name: filepath.Base(src), total: st.Size(), progress: progress}
-	n, err := io.Copy(enc, r)
+	frames, err := compressFrames(ctx, r, outCount, frameSizeFor(st.Size(), frameSize))
 	if err != nil {
-		enc.Close()
-		return Artifact{}, fmt.Errorf("release %s: compress: %w", src, err)
-	}
-	if err := enc.Close(); err != nil {
 		return Artifact{}, fmt.Errorf("release %s: compress: %w", src, err)
 	}
 	if err := tmp.Sync(); err != nil {
@@ -155,10 +149,11 @@ func compressFile(ctx context.Context, src, dst string, progress func(string, in
 	return Artifact{
 		Path:             filepath.Base(dst),
 		Compression:      CompressionZstd,
-		Size:             n,
+		Size:             r.done,
 		SHA256:           sum(inHash),
 		CompressedSize:   outCount.n,
 		CompressedSHA256: sum(outHash),
+		Frames:           frames,
 	}, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -67,7 +68,7 @@ func TestCreateWritesArtifactsThatZstdDecompresses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if onDisk.Image != m.Image || onDisk.K3s["amd64"] != m.K3s["amd64"] {
+	if !reflect.DeepEqual(onDisk.Image, m.Image) || !reflect.DeepEqual(onDisk.K3s["amd64"], m.K3s["amd64"]) {
 		t.Fatalf("manifest on disk %+v differs from returned %+v", onDisk, m)
 	}
 	for name, pair := range map[string]struct {
@@ -120,6 +121,55 @@ func TestCreateRefusesBadInputBeforeWritingAnything(t *testing.T) {
 		}
 		if len(entries) != 0 {
 			t.Errorf("%s: left files behind: %s", name, names.String())
+		}
+	}
+}
+
+// Each frame of the table must be a complete zstd frame on its own: the
+// installer resumes by decoding from a frame boundary with a fresh decoder.
+func TestCreateWritesFramesThatZstdDecompressesOneByOne(t *testing.T) {
+	if _, err := exec.LookPath("zstd"); err != nil {
+		if testing.Short() {
+			t.Skip("zstd not installed")
+		}
+		t.Fatal("zstd (Debian package zstd) is the oracle for release artifacts:", err)
+	}
+	img := slotImage(t, 1<<20+12345)
+	out := t.TempDir()
+	m, err := Create(context.Background(), CreateOptions{
+		Image: img, Version: "1.2.0", Board: "qemu-x86", Arch: "amd64", OutDir: out, FrameSize: 256 << 10,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr := m.Image.Frames
+	if fr == nil || fr.Size != 256<<10 || len(fr.CompressedSizes) != 5 {
+		t.Fatalf("frame table %+v, want 5 frames of 256 KiB", fr)
+	}
+	raw, _ := os.ReadFile(img)
+	zst, _ := os.ReadFile(filepath.Join(out, m.Image.Path))
+	for _, f := range fr.List(m.Image.Size) {
+		cmd := exec.Command("zstd", "-q", "-d", "-c")
+		cmd.Stdin = bytes.NewReader(zst[f.CompressedOffset : f.CompressedOffset+f.CompressedSize])
+		got, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("frame %d: zstd -d: %v", f.Index, err)
+		}
+		if !bytes.Equal(got, raw[f.Offset:f.Offset+f.Size]) {
+			t.Fatalf("frame %d: zstd -d gives %d bytes that differ from image bytes %d-%d", f.Index, len(got), f.Offset, f.Offset+f.Size)
+		}
+	}
+}
+
+func TestFrameSizeGrowsToKeepTheTableSmall(t *testing.T) {
+	for _, c := range []struct{ size, want, got int64 }{
+		{1 << 30, 0, DefaultFrameSize},
+		{8 << 30, 0, DefaultFrameSize},
+		{8<<30 + 1, 0, 2 * DefaultFrameSize},
+		{100, 64 << 10, 64 << 10},
+	} {
+		if got := frameSizeFor(c.size, c.want); got != c.got {
+			t.Errorf("frameSizeFor(%d, %d) = %d, want %d", c.size, c.want, got, c.got)
 		}
 	}
 }

@@ -62,6 +62,9 @@ type Artifact struct {
 	SHA256           string `json:"sha256"`
 	CompressedSize   int64  `json:"compressed_size"`
 	CompressedSHA256 string `json:"compressed_sha256"`
+	// Frames is the frame table that makes an install resumable; Create
+	// always writes one.
+	Frames *Frames `json:"frames,omitempty"`
 }
 
 // Arches are the architectures Cairn builds for.
@@ -83,6 +86,9 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	}
 	if dec.More() {
 		return nil, fmt.Errorf("%w: data after the JSON object", ErrInvalidManifest)
+	}
+	if len(m.K3s) == 0 {
+		m.K3s = nil // "k3s": {} says the same as no key, and marshals as none
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err
@@ -203,6 +209,9 @@ func (a *Artifact) validate(key string) error {
 	}
 	if err := checkSHA256(a.CompressedSHA256); err != nil {
 		return invalid(key+".compressed_sha256", "%v", err)
+	}
+	if a.Frames != nil {
+		return a.Frames.validate(key+".frames", a)
 	}
 	return nil
 }

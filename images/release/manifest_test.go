@@ -64,6 +64,67 @@ func TestManifestMatchesGoldenFile(t *testing.T) {
 	}
 }
 
+// framedManifest is a small release whose image carries a frame table.
+func framedManifest() *Manifest {
+	m := sampleManifest()
+	m.K3s = nil
+	m.Image.Size = 10<<20 + 100
+	m.Image.CompressedSize = 1000 + 2000 + 30
+	m.Image.Frames = &Frames{Size: 4 << 20, CompressedSizes: []int64{1000, 2000, 30}}
+	return m
+}
+
+func TestFramedManifestMatchesGoldenFile(t *testing.T) {
+	golden := filepath.Join("testdata", "manifest-v1-frames.json")
+	got, err := framedManifest().Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("marshal differs from %s:\n%s", golden, got)
+	}
+	m, err := ParseManifest(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(m, framedManifest()) {
+		t.Fatalf("parsed golden file = %+v, want %+v", m, framedManifest())
+	}
+	list := m.Image.Frames.List(m.Image.Size)
+	if last := list[2]; last.Offset != 8<<20 || last.Size != 2<<20+100 || last.CompressedOffset != 3000 || last.CompressedSize != 30 {
+		t.Fatalf("last frame %+v", last)
+	}
+}
+
+// The largest frame table Create writes must fit the manifest size limit.
+func TestLargestFrameTableFitsInAManifest(t *testing.T) {
+	m := sampleManifest()
+	m.Image.Size = MaxFrames * DefaultFrameSize
+	m.Image.Frames = &Frames{Size: DefaultFrameSize, CompressedSizes: make([]int64, MaxFrames)}
+	m.Image.CompressedSize = 0
+	for i := range m.Image.Frames.CompressedSizes {
+		m.Image.Frames.CompressedSizes[i] = DefaultFrameSize + 1000 // incompressible
+		m.Image.CompressedSize += DefaultFrameSize + 1000
+	}
+	data, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseManifest(data); err != nil {
+		t.Fatalf("%d bytes: %v", len(data), err)
+	}
+	t.Logf("manifest with %d frames: %d bytes of %d", MaxFrames, len(data), MaxManifestSize)
+}
+
 func TestInvalidManifestNamesTheKey(t *testing.T) {
 	cases := []struct {
 		key    string
@@ -82,6 +143,15 @@ func TestInvalidManifestNamesTheKey(t *testing.T) {
 		{"image.compressed_sha256", func(m *Manifest) { m.Image.CompressedSHA256 = strings.Repeat("AB", 32) }},
 		{"verity_root_hash", func(m *Manifest) { m.VerityRootHash = "xyz" }},
 		{"k3s.riscv64", func(m *Manifest) { m.K3s["riscv64"] = m.K3s["arm64"] }},
+		{"image.frames.size", func(m *Manifest) { m.Image.Frames = &Frames{} }},
+		{"image.frames.compressed_sizes", func(m *Manifest) {
+			m.Image.Frames = &Frames{Size: 512 << 20, CompressedSizes: []int64{200 << 20, 100 << 20}}
+			m.Image.Frames.CompressedSizes[1]--
+		}},
+		{"image.frames.compressed_sizes", func(m *Manifest) { m.Image.Frames = &Frames{Size: 512 << 20, CompressedSizes: []int64{300 << 20}} }},
+		{"image.frames.compressed_sizes", func(m *Manifest) {
+			m.Image.Frames = &Frames{Size: 512 << 20, CompressedSizes: []int64{301 << 20, -1 << 20}}
+		}},
 		{"k3s.arm64.compressed_size", func(m *Manifest) { a := m.K3s["arm64"]; a.CompressedSize = -1; m.K3s["arm64"] = a }},
 	}
 	for _, c := range cases {
