@@ -15,7 +15,7 @@ func newKeysCmd(opts *cli.Options) *cobra.Command {
 		Use:   "keys",
 		Short: "Create and rotate the signing keys of a channel repository",
 	}
-	cmd.AddCommand(newKeysInitCmd(opts), newKeysRotateCmd(opts))
+	cmd.AddCommand(newKeysInitCmd(opts), newKeysRotateCmd(opts), newKeysReleaseKeyCmd(opts))
 	return cmd
 }
 
@@ -82,5 +82,39 @@ func newKeysRotateCmd(opts *cli.Options) *cobra.Command {
 	cmd.Flags().StringVar(&role, "role", "root", "role to rotate: root, targets, snapshot or timestamp")
 	cmd.Flags().IntVar(&count, "keys", 1, "number of new keys")
 	cmd.Flags().IntVar(&threshold, "threshold", 1, "new keys needed to sign")
+	return cmd
+}
+
+type releaseKeyCreated struct {
+	PrivateKey string `json:"private_key"`
+	PublicKey  string `json:"public_key"`
+}
+
+func (k releaseKeyCreated) WriteText(w io.Writer) error {
+	_, err := fmt.Fprintf(w, "release key  %s (keep offline: signs slot footers and TPM policies)\npublic key   %s (bake into images)\n",
+		k.PrivateKey, k.PublicKey)
+	return err
+}
+
+func newKeysReleaseKeyCmd(opts *cli.Options) *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "release-key",
+		Short: "Create the ECDSA P-256 release key that signs slot footers and TPM PCR policies",
+		Long: "Create the release key once per repository. It is never replaced: devices seal " +
+			"their secrets to it, so a new one would make them unreadable.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := channel.Open(dir)
+			if err != nil {
+				return err
+			}
+			if _, err := channel.GenerateReleaseKey(r.ReleaseKeyPath(), r.ReleasePublicKeyPath()); err != nil {
+				return err
+			}
+			return opts.Print(cmd.OutOrStdout(), releaseKeyCreated{r.ReleaseKeyPath(), r.ReleasePublicKeyPath()})
+		},
+	}
+	cmd.Flags().StringVar(&dir, "repo", ".", "repository directory made by keys init")
 	return cmd
 }
