@@ -13,6 +13,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // needRoot skips only under -short; a full run without root fails.
@@ -50,7 +51,7 @@ func newNS(t *testing.T) *testNS {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Close() })
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Op names one kind of change the reconciler made.
@@ -105,7 +106,10 @@ func New(ns netns.NsHandle, cfg *Config, opts Options) (*Reconciler, error) {
 			return nil, err
 		}
 	}
-	h, err := netlink.NewHandleAt(ns)
+	// Route netlink only: with no family named, netlink also opens XFRM
+	// and netfilter sockets, which fail with EPROTONOSUPPORT on a kernel
+	// that has xfrm_user and nfnetlink as modules not loaded (Debian's).
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("netlink handle in %s: %w", ns, err)
 	}
