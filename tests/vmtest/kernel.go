@@ -28,10 +28,22 @@ type Kernel struct {
 
 // DebianKernel returns the kernel KernelMetapackage currently depends on,
 // fetched with apt-get download from the configured Debian archive and
-// unpacked with dpkg-deb under cacheDir once per package version.
-// Concurrent callers are safe: each unpacks into a temporary directory and
-// the first rename wins.
+// unpacked with dpkg-deb under cacheDir once per package version. When apt
+// knows no such package, or its lists name a version the archive no longer
+// has, it runs apt-get update once and tries again. Concurrent callers are
+// safe: each unpacks into a temporary directory and the first rename wins.
 func DebianKernel(ctx context.Context, cacheDir string) (*Kernel, error) {
+	k, err := debianKernel(ctx, cacheDir)
+	if err == nil || ctx.Err() != nil {
+		return k, err
+	}
+	if out, uerr := exec.CommandContext(ctx, "apt-get", "update", "-qq").CombinedOutput(); uerr != nil {
+		return nil, fmt.Errorf("%w (and apt-get update: %v\n%s)", err, uerr, out)
+	}
+	return debianKernel(ctx, cacheDir)
+}
+
+func debianKernel(ctx context.Context, cacheDir string) (*Kernel, error) {
 	name, err := aptDependency(ctx, KernelMetapackage, "linux-image-")
 	if err != nil {
 		return nil, err
@@ -100,7 +112,7 @@ func unpackedKernel(root, name, version string) (*Kernel, error) {
 func aptDependency(ctx context.Context, pkg, prefix string) (string, error) {
 	out, err := exec.CommandContext(ctx, "apt-cache", "depends", pkg).Output()
 	if err != nil {
-		return "", fmt.Errorf("apt-cache depends %s: %w (apt-get update first?)", pkg, err)
+		return "", fmt.Errorf("apt-cache depends %s: %w", pkg, err)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
