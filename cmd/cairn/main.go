@@ -28,6 +28,7 @@ func main() {
 		newReleaseCmd,
 		newChannelCmd,
 		newTimestampCmd,
+		newSlotCmd,
 	} {
 		root.AddCommand(newCmd(&opts))
 	}
