@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -107,7 +108,7 @@ func unescapeMount(s string) string {
 }
 
 func checkBlockUnused(root, device string, st os.FileInfo) error {
-	sys, ok := st.Sys().(*unix.Stat_t)
+	sys, ok := st.Sys().(*syscall.Stat_t)
 	if !ok {
 		return fmt.Errorf("install %s: no device number", device)
 	}
