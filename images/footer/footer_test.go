@@ -296,3 +296,29 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestDigestIsSHA256OfTheBody checks the recipe docs/formats.md gives for
+// the footer digest: SHA-256 of the first B bytes, B read at offset 12.
+func TestDigestIsSHA256OfTheBody(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "footer-v1.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := f.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bodySize := int(b[12]) | int(b[13])<<8 | int(b[14])<<16 | int(b[15])<<24
+	want := sha256.Sum256(b[:bodySize])
+	if !bytes.Equal(d, want[:]) {
+		t.Fatalf("digest %x, SHA-256 of the first %d bytes %x", d, bodySize, want)
+	}
+	id, err := f.Identity("B")
+	if err != nil || !bytes.Equal(id.FooterDigest, d) || id.Release != "1.3.0" || !bytes.Equal(id.RootHash, f.RootHash) {
+		t.Fatalf("identity %+v, %v", id, err)
+	}
+}
