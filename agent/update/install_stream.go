@@ -103,9 +103,17 @@ func (in *Installer) attempt(ctx context.Context, p *installPlan, dec *zstd.Deco
 	}()
 	werr := func() error {
 		for it := range full {
-			st.chash.Write(it.comp)
-			st.uhash.Write(it.out)
-			if _, err := slot.WriteAt(it.out, it.f.Offset); err != nil {
+			// Hashing and writing take about as long as receiving and
+			// decompressing: overlap them too.
+			hashed := make(chan struct{})
+			go func() {
+				st.chash.Write(it.comp)
+				st.uhash.Write(it.out)
+				close(hashed)
+			}()
+			_, err := slot.WriteAt(it.out, it.f.Offset)
+			<-hashed
+			if err != nil {
 				return fmt.Errorf("install %s: write at offset %d: %w", p.req.Device, it.f.Offset, err)
 			}
 			st.frame, st.compressed, st.offset = it.f.Index+1, it.f.CompressedOffset+it.f.CompressedSize, it.f.Offset+it.f.Size
