@@ -85,9 +85,10 @@ func addPackageDir(r *initramfs, dir string) error {
 	return r.addTree(path.Join(guestPkgDir, "testdata"), testdata)
 }
 
-// goBuild runs the go command in dir for a static linux/amd64 binary.
+// goBuild runs the go command in dir for a static linux/amd64 binary,
+// with the flags make build uses, so the two share compiled packages.
 func goBuild(ctx context.Context, dir, sub string, args ...string) error {
-	args = append([]string{sub, "-ldflags=-s -w"}, args...)
+	args = append([]string{sub, "-trimpath", "-ldflags=-s -w"}, args...)
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
