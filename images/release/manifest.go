@@ -70,7 +70,8 @@ type Artifact struct {
 // Arches are the architectures Cairn builds for.
 var arches = map[string]bool{"amd64": true, "arm64": true}
 
-var boardName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+// boardName allows the names boards/ uses, such as qemu-x86_64.
+var boardName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 // ParseManifest decodes and validates a manifest. Unknown keys are refused:
 // a newer format gets a new format number.
@@ -154,7 +155,7 @@ func (m *Manifest) Validate() error {
 		return invalid("version", "%q is not a semantic version: %v", m.Version, err)
 	}
 	if !boardName.MatchString(m.Board) {
-		return invalid("board", "%q: want lower-case letters, digits and dashes", m.Board)
+		return invalid("board", "%q: want lower-case letters, digits, dashes and underscores", m.Board)
 	}
 	if !arches[m.Arch] {
 		return invalid("arch", "%q: want amd64 or arm64", m.Arch)

@@ -201,3 +201,20 @@ func FuzzParseManifest(f *testing.F) {
 		}
 	})
 }
+
+func TestBoardNamesOfTheShippedBoardsAreValid(t *testing.T) {
+	for _, board := range []string{"qemu-x86_64", "generic-x86_64", "qemu-aarch64", "rpi4"} {
+		m := sampleManifest()
+		m.Board = board
+		if err := m.Validate(); err != nil {
+			t.Errorf("board %s: %v", board, err)
+		}
+	}
+	for _, board := range []string{"-rpi4", "Rpi4", "rpi 4", "rpi/4"} {
+		m := sampleManifest()
+		m.Board = board
+		if err := m.Validate(); err == nil {
+			t.Errorf("board %q accepted", board)
+		}
+	}
+}
