@@ -41,6 +41,7 @@ var cases = []envCase{
 	{name: "B on trial with 3 tries", sets: trialB(3)},
 	{name: "B on trial with 1 try", sets: trialB(1)},
 	{name: "B out of tries falls back to A", sets: trialB(0)},
+	{name: "both committed tie goes to A", sets: []bootstate.Var{set("cairn_b_ok", 1), set("cairn_b_priority", 1)}},
 	{name: "B committed primary keeps its tries", sets: append(trialB(2), set("cairn_b_ok", 1))},
 	// The newest copy (B on trial) is torn: U-Boot must read the one
 	// before it, where B is still disabled, and boot A.
