@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"testing"
 
@@ -23,6 +25,8 @@ func TestMain(m *testing.M) {
 		os.Exit(3)
 	case "agent":
 		runTestAgent()
+	case "systemd-agent":
+		runSystemdAgent(os.Args[1:])
 	}
 	os.Exit(m.Run())
 }
@@ -31,6 +35,13 @@ func TestMain(m *testing.M) {
 func runK3sDouble() {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM)
+	// Like k3s's containerd shims, a process that must outlive k3s.
+	if pidfile := os.Getenv("CAIRN_K3S_TEST_SHIM_PIDFILE"); pidfile != "" {
+		shim := exec.Command("sleep", "100000")
+		if err := shim.Start(); err == nil {
+			os.WriteFile(pidfile, []byte(strconv.Itoa(shim.Process.Pid)), 0o644)
+		}
+	}
 	// Under systemd (Type=notify) tell it we are up, as k3s does.
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 	<-sig
