@@ -23,6 +23,9 @@ const (
 	DatastoreEtcd   = "etcd"   // embedded etcd, cluster-init and joined servers
 )
 
+// DefaultSnapshotDir is where a device keeps its datastore snapshots.
+const DefaultSnapshotDir = "/var/lib/cairn/k3s/snapshots"
+
 // ErrNoDatastore is returned when the node keeps no datastore: an agent, or
 // a server that has never started.
 var ErrNoDatastore = errors.New("no k3s datastore on this node")

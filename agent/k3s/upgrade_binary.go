@@ -114,3 +114,10 @@ func (b Binaries) Boot() error {
 	}
 	return nil
 }
+
+// DefaultBinaries are the paths on a device: the image's k3s, staged ones
+// and the link on /var. ImageVersion comes from the release manifest.
+func DefaultBinaries(imageVersion string) Binaries {
+	return Binaries{Image: "/usr/bin/k3s", ImageVersion: imageVersion,
+		Dir: "/var/lib/cairn/k3s/bin", Link: "/var/lib/cairn/k3s/k3s"}
+}
