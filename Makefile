@@ -38,5 +38,10 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
+## bench: speed and memory benchmarks, printed with ratios against baselines run alongside
+bench: deps
+	$(GO) test -count=1 -run '^$$' -bench BenchmarkInstall -benchtime 1x -timeout 30m ./agent/update
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 3x ./images/verity
+
 clean:
 	rm -rf bin/
