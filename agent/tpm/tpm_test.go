@@ -1,17 +1,16 @@
 package tpm
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
-	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/google/go-tpm-tools/simulator"
 	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/cairn-edge/cairn/agent/tpm/tpmtest"
 )
 
 // tpmOpener starts a fresh TPM for one test.
@@ -44,52 +43,11 @@ func openSimulator(t *testing.T) *TPM {
 	return tp
 }
 
-// openSwtpm starts `swtpm socket` on a fresh state directory, already
-// initialised and started up, and connects to its Unix socket.
+// openSwtpm starts a real swtpm process and connects to it.
 func openSwtpm(t *testing.T) *TPM {
-	if testing.Short() {
-		t.Skip("swtpm: skipped in -short mode")
-	}
-	bin, err := exec.LookPath("swtpm")
+	tp, err := Open(context.Background(), tpmtest.Swtpm(t))
 	if err != nil {
-		t.Fatalf("swtpm not installed (scripts/install-deps.sh): %v", err)
-	}
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "tpm.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "socket", "--tpm2",
-		"--tpmstate", "dir="+dir,
-		"--server", "type=unixio,path="+sock,
-		"--ctrl", "type=unixio,path="+filepath.Join(dir, "ctrl.sock"),
-		"--flags", "not-need-init,startup-clear")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("start swtpm: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cancel()
-		<-exited
-		if t.Failed() {
-			t.Logf("swtpm stderr:\n%s", stderr.String())
-		}
-	})
-
-	// Connect once swtpm listens, without a fixed deadline: swtpm either
-	// listens or exits, and either is reported.
-	var tp *TPM
-	for {
-		if tp, err = Open(ctx, sock); err == nil {
-			break
-		}
-		select {
-		case werr := <-exited:
-			t.Fatalf("swtpm exited before listening: %v (last dial: %v)", werr, err)
-		case <-time.After(10 * time.Millisecond):
-		}
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { tp.Close() })
 	return tp
