@@ -29,6 +29,7 @@ func main() {
 		newChannelCmd,
 		newTimestampCmd,
 		newSlotCmd,
+		newBoardsCmd,
 	} {
 		root.AddCommand(newCmd(&opts))
 	}
