@@ -1,32 +1,18 @@
-// Command cairn-init is /init of Cairn's initramfs. Today it finds the slot
-// the bootloader chose and its partition; verifying the slot footer,
-// dm-verity, the TPM measurement, mounting root and /var and switch_root
-// come with the image work (see README.md, status).
+// Command cairn-init is /init of Cairn's initramfs: it checks and mounts the
+// slot the bootloader chose and switches to systemd, or says why not and
+// reboots (images/initrd).
 package main
 
 import (
-	"fmt"
+	"context"
 	"os"
+	"time"
 
-	"github.com/cairn-edge/cairn/partitions"
+	"github.com/cairn-edge/cairn/images/initrd"
 )
 
 func main() {
-	if err := run("/"); err != nil {
-		fmt.Fprintf(os.Stderr, "cairn-init: %v\n", err)
-		os.Exit(1)
-	}
-}
-
-func run(root string) error {
-	slot, err := partitions.CmdlineSlot(root)
-	if err != nil {
-		return err
-	}
-	dev, err := partitions.FindByLabel(root, slot.Label())
-	if err != nil {
-		return fmt.Errorf("slot %s: %w", slot, err)
-	}
-	fmt.Printf("cairn-init: slot %s is %s\n", slot, dev)
-	return fmt.Errorf("slot %s: mounting root is not built yet", slot)
+	c := initrd.Config{Console: os.Stderr, DeviceTimeout: 30 * time.Second}
+	err := initrd.Run(context.Background(), c)
+	initrd.Fail(c.Console, err, 5*time.Second)
 }

@@ -30,6 +30,7 @@ func main() {
 		newTimestampCmd,
 		newSlotCmd,
 		newBoardsCmd,
+		newImageCmd,
 	} {
 		root.AddCommand(newCmd(&opts))
 	}

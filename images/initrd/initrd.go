@@ -1,0 +1,196 @@
+// Package initrd is the code of cairn-init, Cairn's /init: it checks the
+// slot the bootloader chose, sets up dm-verity from its signed footer,
+// measures it into the TPM, mounts root and /var, and switches to systemd.
+package initrd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/u-root/u-root/pkg/mount"
+	"golang.org/x/sys/unix"
+
+	"github.com/cairn-edge/cairn/agent/tpm"
+	"github.com/cairn-edge/cairn/images/channel"
+	"github.com/cairn-edge/cairn/images/footer"
+	"github.com/cairn-edge/cairn/partitions"
+)
+
+// Files the image builder puts into the initramfs, relative to its root.
+const (
+	// ReleaseKeyPath is the release public key (PEM) slot footers must be
+	// signed with.
+	ReleaseKeyPath = "etc/cairn/release-key.pub"
+	// BoardPath holds the board name slot footers must carry.
+	BoardPath = "etc/cairn/board"
+)
+
+// Where things go on the booted system.
+const (
+	Sysroot         = "/sysroot"
+	MeasurementsLog = "/run/cairn/measurements.json"
+	VerityName      = "cairn-root"
+	Init            = "/sbin/init"
+)
+
+// ErrRefused means the slot failed a check: its footer, signature, board or
+// dm-verity tree.
+var ErrRefused = errors.New("slot refused")
+
+// Config is what one run of cairn-init needs from its main.
+type Config struct {
+	// Console receives progress and the reason of a failure.
+	Console io.Writer
+	// DeviceTimeout bounds the wait for the slot and state partitions.
+	DeviceTimeout time.Duration
+}
+
+func (c *Config) logf(format string, args ...any) {
+	fmt.Fprintf(c.Console, "cairn-init: "+format+"\n", args...)
+}
+
+// Run boots the slot named on the kernel command line and does not return
+// on success: the process becomes systemd.
+func Run(ctx context.Context, c Config) error {
+	if err := mountEarly(); err != nil {
+		return err
+	}
+	if err := loadModules("/"); err != nil {
+		return err
+	}
+	slot, err := partitions.CmdlineSlot("/")
+	if err != nil {
+		return err
+	}
+	dev, err := waitForLabel(ctx, slot.Label(), c.DeviceTimeout)
+	if err != nil {
+		return fmt.Errorf("slot %s: %w", slot, err)
+	}
+	c.logf("slot %s is %s", slot, dev)
+	f, err := checkFooter(dev)
+	if err != nil {
+		return fmt.Errorf("slot %s: %w", slot, err)
+	}
+	c.logf("slot %s: release %s for %s, signature good, verity root %x", slot, f.Manifest.Version, f.Manifest.Board, f.RootHash)
+	root, err := SetupVerity("/dev", VerityName, dev, f)
+	if err != nil {
+		return fmt.Errorf("slot %s: %w: %w", slot, ErrRefused, err)
+	}
+	measure(ctx, c, slot, f)
+	if err := os.MkdirAll(Sysroot, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(root, Sysroot, "ext4", unix.MS_RDONLY, ""); err != nil {
+		return fmt.Errorf("slot %s: %w: mount %s (dm-verity over %s) read-only: %w", slot, ErrRefused, root, dev, err)
+	}
+	state, err := waitForLabel(ctx, partitions.LabelState, c.DeviceTimeout)
+	if err != nil {
+		return err
+	}
+	if err := mountState(Sysroot, state, c.logf); err != nil {
+		return fmt.Errorf("state %s: %w", state, err)
+	}
+	c.logf("root %s read-only, state %s on /var; starting %s", root, state, Init)
+	return mount.SwitchRoot(Sysroot, Init)
+}
+
+// mountEarly mounts what the kernel does not: /proc, /sys, /dev, /run.
+func mountEarly() error {
+	for _, m := range []struct{ fstype, dir string }{
+		{"proc", "/proc"}, {"sysfs", "/sys"}, {"devtmpfs", "/dev"}, {"tmpfs", "/run"},
+	} {
+		if err := os.MkdirAll(m.dir, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(m.fstype, m.dir, m.fstype, unix.MS_NOSUID, ""); err != nil && err != unix.EBUSY {
+			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.dir, err)
+		}
+	}
+	return nil
+}
+
+// waitForLabel polls for the partition labelled label: disk drivers probe
+// asynchronously after their modules load.
+func waitForLabel(ctx context.Context, label string, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		dev, err := partitions.FindByLabel("/", label)
+		if err == nil || !errors.Is(err, partitions.ErrPartitionNotFound) {
+			return dev, err
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("%w after %v", err, timeout)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// checkFooter reads the slot's footer and checks its signature against the
+// release key and its board against the initramfs's.
+func checkFooter(dev string) (*footer.Footer, error) {
+	f, err := footer.ReadFromDevice(dev)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	pub, err := channel.ReadReleasePublicKey("/" + ReleaseKeyPath)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Verify(pub); err != nil {
+		return nil, fmt.Errorf("%w: footer of %s: %w", ErrRefused, dev, err)
+	}
+	board, err := os.ReadFile("/" + BoardPath)
+	if err != nil {
+		return nil, err
+	}
+	if want := strings.TrimSpace(string(board)); f.Manifest.Board != want {
+		return nil, fmt.Errorf("%w: footer of %s is for board %q, this initramfs for %q", ErrRefused, dev, f.Manifest.Board, want)
+	}
+	return f, nil
+}
+
+// measure extends the TPM's Cairn PCR with the slot's identity when there
+// is a TPM. A TPM that fails leaves the slot unmeasured, which the agent
+// reports and its health gate judges (require_tpm); secrets sealed to the
+// PCR stay sealed either way.
+func measure(ctx context.Context, c Config, slot partitions.Slot, f *footer.Footer) {
+	if _, err := os.Stat(tpm.DefaultDevice); err != nil {
+		c.logf("no TPM (%s): slot %s unmeasured", tpm.DefaultDevice, slot)
+		return
+	}
+	id, err := f.Identity(string(slot))
+	if err == nil {
+		var t *tpm.TPM
+		if t, err = tpm.Open(ctx, tpm.DefaultDevice); err == nil {
+			defer t.Close()
+			if err = os.MkdirAll(filepath.Dir(MeasurementsLog), 0o755); err == nil {
+				var e tpm.Event
+				if e, err = t.Measure(MeasurementsLog, id); err == nil {
+					c.logf("measured slot %s into PCR %d: %x", slot, e.PCR, e.PCRAfter)
+					return
+				}
+			}
+		}
+	}
+	c.logf("TPM: %v; slot %s unmeasured", err, slot)
+}
+
+// Fail prints why the boot stopped and reboots after delay, so that the
+// bootloader's try counter moves a slot on trial to the fallback.
+func Fail(console io.Writer, err error, delay time.Duration) {
+	fmt.Fprintf(console, "cairn-init: boot failed: %v\ncairn-init: rebooting in %v\n", err, delay)
+	time.Sleep(delay)
+	unix.Sync()
+	if rerr := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); rerr != nil {
+		fmt.Fprintf(console, "cairn-init: reboot: %v\n", rerr)
+	}
+	select {} // PID 1 must not exit: the kernel would panic
+}
