@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/cairn-edge/cairn/internal/atomicfile"
 )
 
 // ErrNoLastGood means no configuration has validated on this device yet.
@@ -42,7 +44,7 @@ func (s Store) FetchSeed(ctx context.Context, f *Fetcher, seedURL string) (seed 
 		if err != nil {
 			return Seed{}, false, fmt.Errorf("seed cache %s: %w", cache, err)
 		}
-		if err := writeFileAtomic(cache, b, 0o600); err != nil {
+		if err := atomicfile.Write(cache, b, 0o600); err != nil {
 			return seed, false, err
 		}
 		return seed, false, nil
@@ -79,7 +81,7 @@ func (s Store) FirstBootNeeded(instanceID string) (bool, error) {
 // instanceID. Call it only after they all succeeded, so a power cut in the
 // middle runs them again.
 func (s Store) MarkFirstBootDone(instanceID string) error {
-	return writeFileAtomic(filepath.Join(s.Dir, instanceIDFile), []byte(instanceID+"\n"), 0o644)
+	return atomicfile.Write(filepath.Join(s.Dir, instanceIDFile), []byte(instanceID+"\n"), 0o644)
 }
 
 // KeepLastGood resolves seeds (see Resolve). When they validate, the new
@@ -95,7 +97,7 @@ func (s Store) KeepLastGood(seeds []Seed) (*Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("last good config: %w", err)
 		}
-		if err := writeFileAtomic(filepath.Join(s.Dir, lastGoodFile), b, 0o600); err != nil {
+		if err := atomicfile.Write(filepath.Join(s.Dir, lastGoodFile), b, 0o600); err != nil {
 			return nil, err
 		}
 		return cfg, nil
@@ -128,45 +130,4 @@ func (s Store) LastGood() (*Config, error) {
 		return nil, fmt.Errorf("last good config %s no longer validates: %w", path, err)
 	}
 	return cfg, nil
-}
-
-// writeFileAtomic replaces path so that a reader (or a power cut) sees the
-// old content or the new, never a mix: temp file, fsync, rename, fsync dir.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: fsync: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("write %s: open dir: %w", path, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("write %s: fsync dir: %w", path, err)
-	}
-	return nil
 }

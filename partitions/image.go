@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"unicode/utf16"
+
+	"github.com/cairn-edge/cairn/internal/atomicfile"
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/google/uuid"
@@ -21,7 +22,7 @@ var ErrNoGPT = errors.New("no GPT")
 // plan.DiskBytes bytes holding a protective MBR and the plan's GPT, primary
 // and backup. The partitions' contents are left as holes. The image appears
 // at path complete or not at all.
-func WriteImage(path string, plan *Plan) (err error) {
+func WriteImage(path string, plan *Plan) error {
 	if err := plan.check(); err != nil {
 		return fmt.Errorf("image %s: %w", path, err)
 	}
@@ -37,39 +38,24 @@ func WriteImage(path string, plan *Plan) (err error) {
 			GUID:  p.GUID,
 		})
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	f, err := atomicfile.Create(path, 0o644)
 	if err != nil {
-		return fmt.Errorf("image %s: %w", path, err)
+		return fmt.Errorf("image: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
+	defer f.Abort()
 	if err := f.Truncate(plan.DiskBytes); err != nil {
 		return fmt.Errorf("image %s: size %d: %w", path, plan.DiskBytes, err)
 	}
 	if _, err := f.WriteAt(protectiveMBR(plan.DiskBytes/SectorSize), 0); err != nil {
 		return fmt.Errorf("image %s: protective MBR: %w", path, err)
 	}
-	if err := table.Write(f, plan.DiskBytes); err != nil {
+	if err := table.Write(f.File, plan.DiskBytes); err != nil {
 		return fmt.Errorf("image %s: GPT: %w", path, err)
 	}
-	if err := f.Chmod(0o644); err != nil {
-		return fmt.Errorf("image %s: %w", path, err)
+	if err := f.Commit(); err != nil {
+		return fmt.Errorf("image: %w", err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("image %s: sync: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("image %s: close: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("image %s: %w", path, err)
-	}
-	return syncDir(dir)
+	return nil
 }
 
 // protectiveMBR is sector 0 of a GPT medium: one partition of type 0xEE
@@ -84,18 +70,6 @@ func protectiveMBR(sectors int64) []byte {
 	binary.LittleEndian.PutUint32(e[12:16], uint32(min(sectors-1, 0xFFFFFFFF)))
 	b[510], b[511] = 0x55, 0xAA
 	return b
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }
 
 // check refuses a plan that would not make a valid GPT, whoever built it.

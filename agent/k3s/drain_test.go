@@ -8,13 +8,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairn-edge/cairn/tests/k3s-standin/k3stest"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/cairn-edge/cairn/tests/k3s-standin/k3stest"
 )
 
 // createPods puts plain pods on node in namespace ns and waits until they run

@@ -5,9 +5,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cairn-edge/cairn/tests/k3s-standin/k3stest"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/cairn-edge/cairn/tests/k3s-standin/k3stest"
 )
 
 func TestNodeInfoIsVisibleAsLabelsAndAnnotations(t *testing.T) {

@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairn-edge/cairn/tests/k3s-standin/k3stest"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/cairn-edge/cairn/tests/k3s-standin/k3stest"
 )
 
 func TestTwoNodesCompeteForTheRebootLease(t *testing.T) {

@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairn-edge/cairn/tests/k3s-standin/k3stest"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/cairn-edge/cairn/tests/k3s-standin/k3stest"
 )
 
 // kubeTimeout bounds waits on a k3s that is starting or changing state; it

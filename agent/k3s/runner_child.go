@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cairn-edge/cairn/internal/atomicfile"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -148,7 +150,7 @@ func (r *ChildRunner) spawn() (*child, error) {
 		pidfd: os.NewFile(uintptr(fd), "pidfd"), exited: make(chan struct{})}
 	go c.wait()
 	st, _ := json.Marshal(childState{PID: pid, StartTime: start, Path: r.cmd.Path})
-	if err := WriteFileAtomic(r.state, append(st, '\n'), 0o644); err != nil {
+	if err := atomicfile.Write(r.state, append(st, '\n'), 0o644); err != nil {
 		return c, err
 	}
 	return c, nil

@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/cairn-edge/cairn/internal/atomicfile"
 )
 
 // Datastore kinds a snapshot can hold.
@@ -96,14 +98,14 @@ func (s *Snapshotter) Take(ctx context.Context, k3sVersion string) (*Snapshot, e
 		return nil, err
 	}
 	meta, _ := json.MarshalIndent(snap, "", "  ")
-	if err := WriteFileAtomic(filepath.Join(tmp, "meta.json"), append(meta, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(tmp, "meta.json"), append(meta, '\n'), 0o600); err != nil {
 		return nil, err
 	}
 	snap.Dir = filepath.Join(s.Dir, snap.Name)
 	if err := os.Rename(tmp, snap.Dir); err != nil {
 		return nil, fmt.Errorf("k3s snapshot %s: %w", snap.Dir, err)
 	}
-	if err := syncDir(s.Dir); err != nil {
+	if err := atomicfile.SyncDir(s.Dir); err != nil {
 		return nil, err
 	}
 	return snap, s.prune()
@@ -195,7 +197,7 @@ func (s *Snapshotter) prune() error {
 		}
 		snaps = snaps[1:]
 	}
-	return syncDir(s.Dir)
+	return atomicfile.SyncDir(s.Dir)
 }
 
 func lastLine(out []byte) string {
@@ -233,7 +235,7 @@ func copyFileSync(src, dst string, mode fs.FileMode) (string, error) {
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return "", fmt.Errorf("copy %s: %w", dst, err)
 	}
-	return hex.EncodeToString(h.Sum(nil)), syncDir(filepath.Dir(dst))
+	return hex.EncodeToString(h.Sum(nil)), atomicfile.SyncDir(filepath.Dir(dst))
 }
 
 func fileSHA256(path string) (string, error) {

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cairn-edge/cairn/internal/atomicfile"
+
 	"github.com/Masterminds/semver/v3"
 )
 
@@ -74,7 +76,7 @@ func (b Binaries) Switch(target string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("k3s link %s: %w", b.Link, err)
 	}
-	return syncDir(dir)
+	return atomicfile.SyncDir(dir)
 }
 
 // prune removes staged binaries other than the ones named.

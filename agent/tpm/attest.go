@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/cairn-edge/cairn/internal/atomicfile"
+
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 )
@@ -220,7 +222,7 @@ func (t *TPM) loadOrCreateAK(path string) (*loadedKey, error) {
 		}
 		blob = akBlob{Public: rsp.OutPublic.Bytes(), Private: rsp.OutPrivate.Buffer}
 		out, _ := json.MarshalIndent(blob, "", "  ")
-		if err := writeFileAtomic(path, append(out, '\n'), 0o600); err != nil {
+		if err := atomicfile.Write(path, append(out, '\n'), 0o600); err != nil {
 			return nil, fmt.Errorf("attestation key: %w", err)
 		}
 	case err != nil:

@@ -7,7 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+
+	"github.com/cairn-edge/cairn/internal/atomicfile"
 )
 
 // DefaultLogPath is where cairn-init writes the measurement log.
@@ -160,7 +161,7 @@ func WriteLog(path string, l *EventLog) error {
 	if err != nil {
 		return fmt.Errorf("measurement log %s: encode: %w", path, err)
 	}
-	return writeFileAtomic(path, data, 0o644)
+	return atomicfile.Write(path, data, 0o644)
 }
 
 // Replay recomputes PCR from the log and compares every step with the value
@@ -180,48 +181,6 @@ func (l *EventLog) Replay(reported []byte) error {
 	}
 	if !bytes.Equal(v, reported) {
 		return &PCRMismatchError{PCR: PCR, Event: len(l.Events), Replayed: v, Reported: reported}
-	}
-	return nil
-}
-
-// writeFileAtomic writes data to path through a temp file in the same
-// directory, syncing file and directory.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("%s: %w", dir, err)
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("%s: create temp: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("%s: write: %w", tmp, err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return fmt.Errorf("%s: chmod: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("%s: fsync: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("%s: close: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("%s: rename: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("%s: open dir: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("%s: fsync dir: %w", dir, err)
 	}
 	return nil
 }

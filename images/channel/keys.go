@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/cairn-edge/cairn/internal/atomicfile"
+
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
@@ -60,7 +62,7 @@ func GenerateKey(dir, role string) (*Key, error) {
 	}
 	k.Path = filepath.Join(dir, fmt.Sprintf("%s-%s.pem", role, k.ID[:16]))
 	data := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err := writeFileAtomic(k.Path, data, 0o600); err != nil {
+	if err := atomicfile.Write(k.Path, data, 0o600); err != nil {
 		return nil, err
 	}
 	return k, nil

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/cairn-edge/cairn/internal/atomicfile"
+
 	"github.com/Masterminds/semver/v3"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
@@ -173,7 +175,7 @@ func (r *Repo) copyHashed(ctx context.Context, src, dir string) (int64, []byte, 
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return 0, nil, fmt.Errorf("publish %s: %w", src, err)
 	}
-	return n, sum, syncDir(dir)
+	return n, sum, atomicfile.SyncDir(dir)
 }
 
 // Promote puts the newest release each board has on channel from (or the

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cairn-edge/cairn/internal/atomicfile"
+
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
@@ -179,10 +181,10 @@ func (r *Repo) writeRoot(root *metadata.Metadata[metadata.RootType]) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(r.versioned(metadata.ROOT, root.Signed.Version), data, 0o644); err != nil {
+	if err := atomicfile.Write(r.versioned(metadata.ROOT, root.Signed.Version), data, 0o644); err != nil {
 		return err
 	}
-	return writeFileAtomic(r.RootPath(), data, 0o644)
+	return atomicfile.Write(r.RootPath(), data, 0o644)
 }
 
 // commit re-signs the role `from` and every role above it (targets →
@@ -196,7 +198,7 @@ func (r *Repo) commit(from string) error {
 		if err != nil {
 			return err
 		}
-		if err := writeFileAtomic(r.versioned(metadata.TARGETS, r.targets.Signed.Version), data, 0o644); err != nil {
+		if err := atomicfile.Write(r.versioned(metadata.TARGETS, r.targets.Signed.Version), data, 0o644); err != nil {
 			return err
 		}
 		r.snapshot.Signed.Meta["targets.json"] = metaFile(r.targets.Signed.Version, data)
@@ -209,7 +211,7 @@ func (r *Repo) commit(from string) error {
 		if err != nil {
 			return err
 		}
-		if err := writeFileAtomic(r.versioned(metadata.SNAPSHOT, r.snapshot.Signed.Version), data, 0o644); err != nil {
+		if err := atomicfile.Write(r.versioned(metadata.SNAPSHOT, r.snapshot.Signed.Version), data, 0o644); err != nil {
 			return err
 		}
 		r.timestamp.Signed.Meta["snapshot.json"] = metaFile(r.snapshot.Signed.Version, data)
@@ -220,7 +222,7 @@ func (r *Repo) commit(from string) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(r.ServeDir(), "timestamp.json"), data, 0o644)
+	return atomicfile.Write(filepath.Join(r.ServeDir(), "timestamp.json"), data, 0o644)
 }
 
 // signed signs meta with the role's keys from the keys directory.

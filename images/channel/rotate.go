@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cairn-edge/cairn/internal/atomicfile"
+
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
@@ -109,7 +111,7 @@ func (r *Repo) retire(files []string) ([]string, error) {
 		}
 		out = append(out, dst)
 	}
-	return out, syncDir(r.KeysDir())
+	return out, atomicfile.SyncDir(r.KeysDir())
 }
 
 func mustBytes(m *metadata.Metadata[metadata.RootType]) []byte {

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cairn-edge/cairn/internal/atomicfile"
+
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 )
@@ -74,7 +76,7 @@ func WriteBmap(ctx context.Context, image, out string) (Artifact, int64, error) 
 `, size, BmapBlockSize, blocks, mapped, zeroChecksum, body.String())
 	sum := sha256.Sum256([]byte(doc))
 	doc = strings.Replace(doc, zeroChecksum, hex.EncodeToString(sum[:]), 1)
-	if err := writeAtomic(out, []byte(doc)); err != nil {
+	if err := atomicfile.Write(out, []byte(doc), 0o644); err != nil {
 		return Artifact{}, 0, err
 	}
 	a, err := artifact(out)
@@ -151,23 +153,4 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	defer tmp.Close()
-	if _, err := tmp.Write(data); err != nil {
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

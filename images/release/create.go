@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/cairn-edge/cairn/internal/atomicfile"
 )
 
 // CreateOptions say what goes into a release.
@@ -116,12 +118,11 @@ func compressFile(ctx context.Context, src, dst string, frameSize int64, progres
 	if !st.Mode().IsRegular() || st.Size() == 0 {
 		return Artifact{}, fmt.Errorf("release %s: want a non-empty regular file", src)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp*")
+	tmp, err := atomicfile.Create(dst, 0o644)
 	if err != nil {
-		return Artifact{}, fmt.Errorf("release %s: %w", dst, err)
+		return Artifact{}, fmt.Errorf("release: %w", err)
 	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	defer tmp.Close()
+	defer tmp.Abort()
 
 	outHash := sha256.New()
 	outCount := &countingWriter{w: io.MultiWriter(tmp, outHash)}
@@ -131,20 +132,8 @@ func compressFile(ctx context.Context, src, dst string, frameSize int64, progres
 	if err != nil {
 		return Artifact{}, fmt.Errorf("release %s: compress: %w", src, err)
 	}
-	if err := tmp.Sync(); err != nil {
-		return Artifact{}, fmt.Errorf("release %s: %w", dst, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return Artifact{}, fmt.Errorf("release %s: %w", dst, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return Artifact{}, fmt.Errorf("release %s: %w", dst, err)
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return Artifact{}, fmt.Errorf("release %s: %w", dst, err)
-	}
-	if err := syncDir(filepath.Dir(dst)); err != nil {
-		return Artifact{}, err
+	if err := tmp.Commit(); err != nil {
+		return Artifact{}, fmt.Errorf("release: %w", err)
 	}
 	return Artifact{
 		Path:             filepath.Base(dst),
@@ -189,43 +178,4 @@ func (p *progressReader) Read(b []byte) (int, error) {
 		p.progress(p.name, p.done, p.total)
 	}
 	return n, err
-}
-
-// writeFileAtomic writes data to a temporary file beside path, syncs it,
-// renames it over path and syncs the directory.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("%s: write: %w", path, err)
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("%s: sync: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("%s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("%s: sync: %w", dir, err)
-	}
-	return nil
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-edge/cairn/internal/atomicfile"
+
 	"github.com/Masterminds/semver/v3"
 )
 
@@ -129,7 +131,7 @@ func (m *Manifest) WriteFile(path string) error {
 	if err != nil {
 		return fmt.Errorf("manifest %s: %w", path, err)
 	}
-	return writeFileAtomic(path, data, 0o644)
+	return atomicfile.Write(path, data, 0o644)
 }
 
 // SemVer is the parsed release version.

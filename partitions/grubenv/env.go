@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sync"
+
+	"github.com/cairn-edge/cairn/internal/atomicfile"
 )
 
 // Device is the storage an Env reads and writes; *os.File satisfies it.
@@ -135,36 +136,8 @@ func Create(path string, vars []Var) error {
 			return fmt.Errorf("grubenv %s: %w", path, err)
 		}
 	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("grubenv %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	if _, err := tmp.Write(b.buf); err != nil {
-		tmp.Close()
-		return fmt.Errorf("grubenv %s: write: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("grubenv %s: sync: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("grubenv %s: close: %w", tmp.Name(), err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("grubenv %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("grubenv %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("grubenv %s: sync dir: %w", path, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("grubenv %s: sync dir %s: %w", path, dir, err)
+	if err := atomicfile.Write(path, b.buf, 0o644); err != nil {
+		return fmt.Errorf("grubenv: %w", err)
 	}
 	return nil
 }
