@@ -32,6 +32,8 @@ type Status struct {
 	// NextBootError says why no slot would boot; empty when one would.
 	NextBootError string    `json:"next_boot_error,omitempty"`
 	Slots         []SlotRow `json:"slots"`
+	// Measurement is the measured boot of the booted slot, when checked.
+	Measurement *MeasurementStatus `json:"measurement,omitempty"`
 }
 
 // BootEnv is the device's boot environment as status needs it.
@@ -82,6 +84,11 @@ func (s *Status) WriteText(w io.Writer) error {
 		fmt.Fprintf(tw, "next boot: slot %s, on trial (%d tries left after it)\n", s.NextBoot.Slot, s.NextBoot.TriesAfter)
 	default:
 		fmt.Fprintf(tw, "next boot: slot %s\n", s.NextBoot.Slot)
+	}
+	if m := s.Measurement; m != nil && m.Error != "" {
+		fmt.Fprintf(tw, "measured boot: %s: %s\n", m.Summary, m.Error)
+	} else if m != nil {
+		fmt.Fprintf(tw, "measured boot: %s\n", m.Summary)
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "SLOT\tPARTITION\tVERSION\tPRIORITY\tTRIES\tOK\tBOOTED\tNEXT BOOT")

@@ -1,0 +1,69 @@
+// Package signedslot writes slot images that hold nothing but a signed
+// footer, for tests of code that reads the booted slot's footer.
+package signedslot
+
+import (
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cairn-edge/cairn/images/footer"
+	"github.com/cairn-edge/cairn/images/release"
+	"github.com/cairn-edge/cairn/images/verity"
+)
+
+// dataSize is the filesystem area of the slots Write makes.
+const dataSize = 1 << 20
+
+// RootHash is the dm-verity root hash Write records for version.
+func RootHash(version string) []byte {
+	h := sha256.Sum256([]byte("rootfs of " + version))
+	return h[:]
+}
+
+// Write writes a sparse slot image at path (making its directory) holding
+// release version for board, with a footer signed by the release key, and
+// returns the footer. The filesystem and hash tree areas are zeros.
+func Write(t testing.TB, path string, key *ecdsa.PrivateKey, version, board string) *footer.Footer {
+	t.Helper()
+	l, err := verity.NewLayout(dataSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := l.HashOffset + l.HashSize + footer.Size
+	f := &footer.Footer{
+		SlotSize: (end + verity.BlockSize - 1) / verity.BlockSize * verity.BlockSize,
+		DataSize: dataSize, HashOffset: l.HashOffset, HashSize: l.HashSize,
+		RootHash: RootHash(version), Salt: []byte("cairn test salt"),
+		Manifest: &release.Manifest{
+			Format: release.ManifestFormat, Version: version, Board: board, Arch: "amd64",
+			Created: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), VerityRootHash: hex.EncodeToString(RootHash(version)),
+		},
+	}
+	if err := f.Sign(key); err != nil {
+		t.Fatal(err)
+	}
+	b, err := f.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if _, err := out.WriteAt(b, f.SlotSize-footer.Size); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
