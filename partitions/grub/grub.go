@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cairn-edge/cairn/internal/atomicfile"
+
 	"github.com/cairn-edge/cairn/partitions"
 )
 
@@ -167,36 +169,8 @@ func install(src, dst string) error {
 	if err != nil {
 		return fmt.Errorf("install %s: %w", dst, err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("install %s: %w", dst, err)
-	}
-	defer os.Remove(f.Name()) // fails harmlessly after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("install %s: write: %w", dst, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return fmt.Errorf("install %s: %w", dst, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("install %s: sync: %w", dst, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("install %s: close: %w", dst, err)
-	}
-	if err := os.Rename(f.Name(), dst); err != nil {
-		return fmt.Errorf("install %s: %w", dst, err)
-	}
-	d, err := os.Open(filepath.Dir(dst))
-	if err != nil {
-		return fmt.Errorf("install %s: sync dir: %w", dst, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("install %s: sync dir: %w", dst, err)
+	if err := atomicfile.Write(dst, data, 0o644); err != nil {
+		return fmt.Errorf("install: %w", err)
 	}
 	return nil
 }
