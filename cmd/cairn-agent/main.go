@@ -27,6 +27,7 @@ func newRootCmd() *cobra.Command {
 	opts.Bind(root)
 	for _, newCmd := range []func(*cli.Options) *cobra.Command{
 		newStatusCmd,
+		newAttestCmd,
 	} {
 		root.AddCommand(newCmd(&opts))
 	}
