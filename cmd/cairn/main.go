@@ -29,6 +29,7 @@ func main() {
 		newChannelCmd,
 		newTimestampCmd,
 		newSlotCmd,
+		newAttestCmd,
 		newBoardsCmd,
 		newImageCmd,
 	} {
