@@ -99,6 +99,9 @@ type Update struct {
 type Health struct {
 	Deadline Duration      `yaml:"deadline" doc:"how long a new boot has to become healthy (default 10m)"`
 	Checks   []HealthCheck `yaml:"checks" doc:"user-defined checks"`
+	// RequireTPM fails the measured-boot check on a device without TPM
+	// instead of passing it unmeasured (docs/tpm.md, "Health gate").
+	RequireTPM bool `yaml:"require_tpm" doc:"fail the boot when the device has no TPM to measure it (default false)"`
 }
 
 // HealthCheck is a command that must exit 0 or an HTTP URL that must answer 2xx.

@@ -31,6 +31,8 @@ func TestBrokenConfigsReportEveryErrorWithPosition(t *testing.T) {
 			[]string{`user-data:2:8: cairn: want a mapping, got a list`}},
 		{"reboot window unparsable", userData, "#cloud-config\ncairn:\n  update:\n    reboot_policy: window\n    reboot_window: 2am-4am\n",
 			[]string{`user-data:5:20: cairn.update.reboot_window: "2am-4am" is not a window HH:MM-HH:MM (like 02:00-04:00)`}},
+		{"require_tpm not a boolean", userData, "#cloud-config\ncairn:\n  health:\n    require_tpm: sometimes\n",
+			[]string{`user-data:4:18: cairn.health.require_tpm: want true or false, got the string "sometimes"`}},
 		{"boot tries out of range", userData, "#cloud-config\ncairn:\n  update:\n    boot_tries: 0\n",
 			[]string{`user-data:4:17: cairn.update.boot_tries: 0 is out of range 1..10`}},
 		{"agent without server", userData, "#cloud-config\ncairn:\n  k3s:\n    role: agent\n    token: t\n",
