@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 
 type fakeEngine struct {
 	checkErr, applyErr, rollbackErr error
-	applied, rolledBack               int
+	applied, rolledBack             int
 }
 
 func (f *fakeEngine) Status() update.Status {
