@@ -16,6 +16,7 @@ import (
 	"github.com/cairn-edge/cairn/agent/tpm"
 	"github.com/cairn-edge/cairn/agent/tpm/tpmtest"
 	"github.com/cairn-edge/cairn/agent/tpm/tpmtest/signedslot"
+	cloudinit "github.com/cairn-edge/cairn/cloud-init"
 	"github.com/cairn-edge/cairn/images/channel"
 	"github.com/cairn-edge/cairn/images/footer"
 	"github.com/cairn-edge/cairn/partitions"
@@ -209,4 +210,28 @@ func mustFloor(t *testing.T, v string) uint64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+func TestRequireTPMFromTheConfigFailsABootWithoutTPM(t *testing.T) {
+	for _, tc := range []struct {
+		userData string
+		want     error
+	}{
+		{"#cloud-config\ncairn:\n  health:\n    require_tpm: true\n", agent.ErrTPMRequired},
+		{"#cloud-config\ncairn:\n  health:\n    require_tpm: false\n", nil},
+		{"#cloud-config\nhostname: box\n", nil},
+	} {
+		ud, err := cloudinit.ParseUserData("user-data", []byte(tc.userData))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := newMeasuredDevice(t)
+		m := agent.MeasuredBoot{Root: d.root}
+		if ud.Cairn.Health != nil {
+			m.RequireTPM = ud.Cairn.Health.RequireTPM
+		}
+		if err := m.HealthCheck(d.boot).Run(context.Background()); !errors.Is(err, tc.want) {
+			t.Errorf("%q on a device without TPM: %v, want %v", tc.userData, err, tc.want)
+		}
+	}
 }
