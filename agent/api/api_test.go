@@ -119,8 +119,8 @@ func TestStatusCheckApplyRollbackOverTheSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Update.Phase != update.PhaseCommitted || st.Slots.Slots[1].Version != "1.1.0" || st.Slots.Booted != partitions.SlotB {
-		t.Fatalf("status %+v %+v", st.Slots, st.Update)
+	if st.Update.Phase != update.PhaseCommitted || st.Slots[1].Version != "1.1.0" || st.Booted != partitions.SlotB {
+		t.Fatalf("status %+v %+v", st.Status, st.Update)
 	}
 	var text strings.Builder
 	if err := st.WriteText(&text); err != nil || !strings.Contains(text.String(), "update: committed 1.1.0") {

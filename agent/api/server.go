@@ -156,7 +156,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := s.Engine.Status()
-	writeJSON(w, http.StatusOK, DeviceStatus{Slots: withVersions(slots, u), Update: &u})
+	writeJSON(w, http.StatusOK, DeviceStatus{Status: WithVersions(slots, u), Update: &u})
 }
 
 func (s *Server) check(w http.ResponseWriter, r *http.Request) {

@@ -10,9 +10,10 @@ import (
 	"github.com/cairn-edge/cairn/agent/update"
 )
 
-// DeviceStatus is GET /v1/status: the slot table and the update state.
+// DeviceStatus is GET /v1/status: the slot table (its fields inline, as
+// `cairn-agent status` always printed them) and the update state.
 type DeviceStatus struct {
-	Slots  *agent.Status  `json:"slots"`
+	*agent.Status
 	Update *update.Status `json:"update,omitempty"` // nil when the agent did not answer
 }
 
@@ -47,7 +48,8 @@ var codes = []struct {
 // ErrPeerRefused means the agent refused the caller: it is not root.
 var ErrPeerRefused = errors.New("refused by the agent")
 
-func withVersions(s *agent.Status, u update.Status) *agent.Status {
+// WithVersions fills the slot table's versions from the update state.
+func WithVersions(s *agent.Status, u update.Status) *agent.Status {
 	for i := range s.Slots {
 		if v := u.SlotVersions[s.Slots[i].Slot]; v != "" && s.Slots[i].Version == "" {
 			s.Slots[i].Version = v
@@ -58,7 +60,7 @@ func withVersions(s *agent.Status, u update.Status) *agent.Status {
 
 // WriteText prints the slot table and, when known, the update state.
 func (d *DeviceStatus) WriteText(w io.Writer) error {
-	if err := d.Slots.WriteText(w); err != nil {
+	if err := d.Status.WriteText(w); err != nil {
 		return err
 	}
 	u := d.Update

@@ -28,6 +28,9 @@ func newRootCmd() *cobra.Command {
 	for _, newCmd := range []func(*cli.Options) *cobra.Command{
 		newStatusCmd,
 		newAttestCmd,
+		newRunCmd,
+		newUpdateCmd,
+		newRollbackCmd,
 	} {
 		root.AddCommand(newCmd(&opts))
 	}

@@ -4,17 +4,18 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cairn-edge/cairn/agent"
+	"github.com/cairn-edge/cairn/agent/api"
 	"github.com/cairn-edge/cairn/cmd/internal/cli"
 	"github.com/cairn-edge/cairn/partitions"
 	"github.com/cairn-edge/cairn/partitions/bootstate"
 )
 
 func newStatusCmd(opts *cli.Options) *cobra.Command {
-	var root, tpmAddr string
+	var root, tpmAddr, socket string
 	loc := bootstate.DefaultLocation()
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show the slot table: which slot booted, which boots next, tries and health",
+		Short: "Show the slot table (which slot booted, which boots next, tries and health) and the update state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			boot, err := partitions.Discover(root)
@@ -31,7 +32,14 @@ func newStatusCmd(opts *cli.Options) *cobra.Command {
 				return err
 			}
 			st.Measurement = agent.MeasuredBoot{Root: root, TPM: tpmAddr}.Measurement(cmd.Context(), boot)
-			return opts.Print(cmd.OutOrStdout(), st)
+			// The running agent adds the update state; without it the
+			// slot table still says what boots.
+			out := &api.DeviceStatus{Status: st}
+			if remote, err := api.NewClient(socket).Status(cmd.Context()); err == nil && remote.Update != nil {
+				out.Update = remote.Update
+				api.WithVersions(st, *remote.Update)
+			}
+			return opts.Print(cmd.OutOrStdout(), out)
 		},
 	}
 	cmd.Flags().StringVar(&root, "root", "/", "filesystem root of the device to inspect (/proc, /sys, boot env)")
@@ -39,5 +47,6 @@ func newStatusCmd(opts *cli.Options) *cobra.Command {
 	cmd.Flags().StringVar(&loc.FwEnvConfig, "fw-env-config", loc.FwEnvConfig, "fw_env.config naming the U-Boot environment copies, on U-Boot boards")
 	cmd.Flags().StringVar(&tpmAddr, "tpm", "", "TPM address: a device, or a swtpm socket as unix:PATH (default ROOT/dev/tpmrm0)")
 	_ = cmd.Flags().MarkHidden("tpm")
+	socketFlag(cmd, &socket)
 	return cmd
 }
