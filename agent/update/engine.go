@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/Masterminds/semver/v3"
 	"go.uber.org/zap"
 
 	"github.com/cairn-edge/cairn/images/release"
@@ -61,13 +62,16 @@ type EngineConfig struct {
 	Channel   Checker
 	Installer ImageInstaller
 	Floor     *VersionFloor
-	Health    HealthGate
-	Rebooter  Rebooter
-	Policy    RebootPolicy
-	Tries     int              // trial boots of a new release; 0: bootstate.DefaultTries
-	Now       func() time.Time // nil: time.Now
-	Clock     Clock            // waits for a reboot window; nil: the real clock
-	Log       *zap.Logger      // nil: no logs
+	// TPMFloor, when set, raises the TPM's version floor to a release just
+	// committed, after the floor file (agent.MeasuredBoot.RaiseTPMFloor).
+	TPMFloor func(ctx context.Context, v *semver.Version) error
+	Health   HealthGate
+	Rebooter Rebooter
+	Policy   RebootPolicy
+	Tries    int              // trial boots of a new release; 0: bootstate.DefaultTries
+	Now      func() time.Time // nil: time.Now
+	Clock    Clock            // waits for a reboot window; nil: the real clock
+	Log      *zap.Logger      // nil: no logs
 }
 
 // Engine is the update state machine: it takes a release from the channel

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/Masterminds/semver/v3"
 	"go.uber.org/zap"
 
 	"github.com/cairn-edge/cairn/partitions/bootstate"
@@ -98,7 +99,7 @@ func (e *Engine) trial(ctx context.Context) error {
 	switch {
 	case bs.Slot(st.Target).OK == 1:
 		// MarkGood landed before the agent stopped.
-		return e.finishCommit(st)
+		return e.finishCommit(ctx, st)
 	case st.Reason != "":
 		return e.revert(ctx, st)
 	}
@@ -109,7 +110,7 @@ func (e *Engine) trial(ctx context.Context) error {
 		return ctx.Err()
 	}
 	if gateErr == nil {
-		return e.finishCommit(st)
+		return e.finishCommit(ctx, st)
 	}
 	next := st.clone()
 	next.Reason = gateErr.Error()
@@ -119,9 +120,10 @@ func (e *Engine) trial(ctx context.Context) error {
 	return e.revert(ctx, next)
 }
 
-// finishCommit marks the trial slot good, raises the version floor and
-// records the release as committed. Each step is safe to repeat.
-func (e *Engine) finishCommit(st State) error {
+// finishCommit marks the trial slot good, raises the version floor (the
+// file, then the TPM's) and records the release as committed. Each step is
+// safe to repeat.
+func (e *Engine) finishCommit(ctx context.Context, st State) error {
 	if err := e.cfg.BootState.MarkGood(st.Target); err != nil {
 		return fmt.Errorf("commit %s: %w", st.Version, err)
 	}
@@ -130,11 +132,25 @@ func (e *Engine) finishCommit(st State) error {
 		if err := e.cfg.Floor.Raise(m.SemVer()); err != nil && !errors.Is(err, ErrBelowVersionFloor) {
 			return fmt.Errorf("commit %s: %w", st.Version, err)
 		}
+		e.raiseTPMFloor(ctx, st, m.SemVer())
 	}
 	e.stepDone("raise floor")
 	next := st.clone()
 	next.Phase, next.Offer, next.Reason, next.LastError = PhaseCommitted, nil, "", ""
 	return e.commit(next, "release committed")
+}
+
+// raiseTPMFloor raises the TPM's copy of the version floor. A failure is
+// logged, not returned: the boot is good and the floor file already refuses
+// older releases, while a commit held back by a TPM fault would keep the
+// device in its trial, taking no further updates.
+func (e *Engine) raiseTPMFloor(ctx context.Context, st State, v *semver.Version) {
+	if e.cfg.TPMFloor == nil || v == nil {
+		return
+	}
+	if err := e.cfg.TPMFloor(ctx, v); err != nil {
+		e.cfg.Log.Error("TPM version floor not raised", zap.String("version", st.Version), zap.Error(err))
+	}
 }
 
 // revert disables the booted trial slot after its health gate failed and

@@ -50,6 +50,7 @@ type simDevice struct {
 	reboots     []string // every reason, in order
 	powerOns    int
 	installErr  error // the next install fails with this
+	tpmFloor    func(ctx context.Context, v *semver.Version) error
 	steps       []string
 	killAt      int // kill the agent at this step number (1-based); 0: never
 }
@@ -182,6 +183,7 @@ func (d *simDevice) agent() *Engine {
 		Channel:   d.f.channel(),
 		Installer: d,
 		Floor:     NewVersionFloor(filepath.Join(d.f.varDir, "version-floor")),
+		TPMFloor:  d.tpmFloor,
 		Health:    d.health,
 		Rebooter:  d,
 		Policy:    d.policy,
