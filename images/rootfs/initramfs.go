@@ -12,7 +12,7 @@ import (
 	"github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/cairn-edge/cairn/images/initrd"
-	"github.com/cairn-edge/cairn/tests/vmtest"
+	"github.com/cairn-edge/cairn/images/kmod"
 )
 
 // Initramfs says what goes into the initramfs.
@@ -44,7 +44,7 @@ func WriteInitramfs(file string, in Initramfs) error {
 	addFile("init", in.Init, 0o755)
 	addFile(initrd.ReleaseKeyPath, in.ReleaseKeyPEM, 0o644)
 	addFile(initrd.BoardPath, []byte(in.Board+"\n"), 0o644)
-	mods, err := vmtest.ResolveModules(in.ModulesDir, in.Modules)
+	mods, err := kmod.ResolveModules(in.ModulesDir, in.Modules)
 	if err != nil {
 		return fmt.Errorf("initramfs %s: %w", file, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 
+	"github.com/cairn-edge/cairn/images/kmod"
 	"github.com/cairn-edge/cairn/tests/vmtest/internal/plan"
 	"github.com/u-root/u-root/pkg/cpio"
 )
@@ -31,7 +32,7 @@ func buildInitramfs(ctx context.Context, g Guest, k *Kernel, workDir, out string
 	if err := goBuild(ctx, g.Dir, "test", "-c", "-o", testBin, "."); err != nil {
 		return err
 	}
-	mods, err := ResolveModules(k.Modules, g.Modules)
+	mods, err := kmod.ResolveModules(k.Modules, g.Modules)
 	if err != nil {
 		return err
 	}

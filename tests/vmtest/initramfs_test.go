@@ -1,12 +1,9 @@
 package vmtest
 
 import (
-	"context"
-	"errors"
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"testing"
 
 	"github.com/u-root/u-root/pkg/cpio"
@@ -55,44 +52,5 @@ func TestInitramfsHasParentsFirstTheConsoleAndToolLibraries(t *testing.T) {
 	}
 	if !libc {
 		t.Errorf("archive lacks libc.so.6, which ip needs")
-	}
-}
-
-func TestResolveModulesPutsDependenciesFirst(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fetches a Debian kernel package; skipped under -short")
-	}
-	cache, err := CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := DebianKernel(context.Background(), cache)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mods, err := ResolveModules(k.Modules, []string{"8021q", "bonding", "veth"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, m := range mods {
-		deps, err := moduleDepends(m.Name, m.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range deps {
-			if !slices.Contains(names, moduleName(d)) {
-				t.Errorf("%s comes before its dependency %s: %v", m.Name, d, names)
-			}
-		}
-		names = append(names, m.Name)
-	}
-	for _, want := range []string{"8021q", "garp", "mrp", "bonding", "tls", "veth"} {
-		if !slices.Contains(names, want) {
-			t.Errorf("resolved %v, lacks %s", names, want)
-		}
-	}
-	if _, err := ResolveModules(k.Modules, []string{"no_such_module"}); !errors.Is(err, ErrNoModule) {
-		t.Errorf("unknown module: err = %v, want ErrNoModule", err)
 	}
 }

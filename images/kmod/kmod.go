@@ -1,4 +1,6 @@
-package vmtest
+// Package kmod finds a kernel's loadable modules and the modules they depend
+// on, ready for finit_module, from the kernel's modules directory.
+package kmod
 
 import (
 	"bufio"
