@@ -142,32 +142,62 @@ func (Duration) jsonSchema() map[string]any {
 	return map[string]any{"type": "string", "pattern": `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`}
 }
 
-// Window is a daily time window in the device's local time, "02:00-04:30".
-// It may wrap past midnight ("23:00-01:00").
+// Window is a maintenance window in the device's local time,
+// "02:00-04:30", optionally on some weekdays only: "Sat 02:00-04:00",
+// "Mon,Thu 23:30-00:30". It may wrap past midnight ("23:00-01:00"), and then
+// belongs to the day it starts on.
 type Window struct {
+	Days       [7]bool       // indexed by time.Weekday; all false: every day
 	Start, End time.Duration // since midnight
 }
+
+// weekdayNames are the day names a window takes, in time.Weekday order.
+var weekdayNames = [7]string{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}
 
 func (w *Window) decodeNode(n *yaml.Node) error {
 	s, err := scalarString(n)
 	if err != nil {
 		return err
 	}
-	from, to, ok := strings.Cut(s, "-")
-	bad := fmt.Errorf("%q is not a window HH:MM-HH:MM (like 02:00-04:00)", s)
+	bad := fmt.Errorf("%q is not a window HH:MM-HH:MM (like 02:00-04:00), optionally after weekdays (like Sat 02:00-04:00)", s)
+	fields := strings.Fields(s)
+	if len(fields) == 0 || len(fields) > 2 {
+		return bad
+	}
+	var days [7]bool
+	if len(fields) == 2 {
+		for _, d := range strings.Split(fields[0], ",") {
+			i := weekday(d)
+			if i < 0 {
+				return fmt.Errorf("window %q: %q is not a weekday (Mon, Tue, Wed, Thu, Fri, Sat, Sun)", s, d)
+			}
+			days[i] = true
+		}
+	}
+	from, to, ok := strings.Cut(fields[len(fields)-1], "-")
 	if !ok {
 		return bad
 	}
-	start, err1 := clock(strings.TrimSpace(from))
-	end, err2 := clock(strings.TrimSpace(to))
+	start, err1 := clock(from)
+	end, err2 := clock(to)
 	if err1 != nil || err2 != nil {
 		return bad
 	}
 	if start == end {
 		return fmt.Errorf("window %q is empty: start equals end", s)
 	}
-	w.Start, w.End = start, end
+	w.Days, w.Start, w.End = days, start, end
 	return nil
+}
+
+// weekday returns the time.Weekday of a day name ("Sat" or "sat"), or -1.
+func weekday(name string) int {
+	for i, d := range weekdayNames {
+		if name == d || name == strings.ToLower(d) {
+			return i
+		}
+	}
+	return -1
 }
 
 func clock(s string) (time.Duration, error) {
@@ -182,11 +212,23 @@ func clock(s string) (time.Duration, error) {
 
 func (w Window) String() string {
 	f := func(d time.Duration) string { return fmt.Sprintf("%02d:%02d", int(d.Hours()), int(d.Minutes())%60) }
-	return f(w.Start) + "-" + f(w.End)
+	span := f(w.Start) + "-" + f(w.End)
+	var days []string
+	for i, on := range w.Days {
+		if on {
+			days = append(days, weekdayNames[i])
+		}
+	}
+	if len(days) == 0 {
+		return span
+	}
+	return strings.Join(days, ",") + " " + span
 }
 
 func (Window) jsonSchema() map[string]any {
-	return map[string]any{"type": "string", "pattern": `^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$`}
+	day := `([Mm]on|[Tt]ue|[Ww]ed|[Tt]hu|[Ff]ri|[Ss]at|[Ss]un)`
+	hhmm := `([01][0-9]|2[0-3]):[0-5][0-9]`
+	return map[string]any{"type": "string", "pattern": `^(` + day + `(,` + day + `)* )?` + hhmm + `-` + hhmm + `$`}
 }
 
 // Command is something to run: a string goes to /bin/sh -c, a list is the

@@ -91,7 +91,7 @@ type Update struct {
 	MetadataURL  URL     `yaml:"metadata_url" doc:"base URL of the signed channel metadata"`
 	Auto         *bool   `yaml:"auto" doc:"install new releases without being told (default true)"`
 	RebootPolicy string  `yaml:"reboot_policy" v:"enum=immediate|window|manual" doc:"when to reboot into a new release (default immediate)"`
-	RebootWindow *Window `yaml:"reboot_window" doc:"daily window for reboot_policy window, HH:MM-HH:MM"`
+	RebootWindow *Window `yaml:"reboot_window" doc:"maintenance window for reboot_policy window, [DAYS ]HH:MM-HH:MM, e.g. Sat 02:00-04:00"`
 	BootTries    int     `yaml:"boot_tries" v:"min=1,max=10" doc:"trial boots of a new release before rolling back (default 3)"`
 }
 
