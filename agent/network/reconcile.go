@@ -96,6 +96,7 @@ type Reconciler struct {
 	mu        sync.Mutex
 	leases    map[string]*Lease // by kernel link name
 	dhcpLinks []string          // links with dhcp4, as the last Apply found them
+	outcome   *outcome          // what the last Apply reached; nil before the first
 }
 
 // New returns a Reconciler for the namespace ns (netns.Get() for the
@@ -138,6 +139,13 @@ func IsWired(l netlink.Link) bool {
 // changes only what differs. It returns what it changed, so a second Apply
 // with nothing changed in between returns no actions.
 func (r *Reconciler) Apply(ctx context.Context) ([]Action, error) {
+	var res *resolved
+	acts, err := r.apply(ctx, &res)
+	r.recordOutcome(res, err)
+	return acts, err
+}
+
+func (r *Reconciler) apply(ctx context.Context, out **resolved) ([]Action, error) {
 	var acts []Action
 	cfg, err := r.desired()
 	if err != nil {
@@ -147,6 +155,7 @@ func (r *Reconciler) Apply(ctx context.Context) ([]Action, error) {
 	if err != nil {
 		return acts, err
 	}
+	*out = res
 	r.recordDHCPLinks(res)
 	if err := r.applyVirtual(cfg, res, &acts); err != nil {
 		return acts, err
