@@ -5,8 +5,10 @@ package agent
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
+	"github.com/cairn-edge/cairn/agent/config"
 	"github.com/cairn-edge/cairn/partitions"
 	"github.com/cairn-edge/cairn/partitions/bootstate"
 )
@@ -34,6 +36,31 @@ type Status struct {
 	Slots         []SlotRow `json:"slots"`
 	// Measurement is the measured boot of the booted slot, when checked.
 	Measurement *MeasurementStatus `json:"measurement,omitempty"`
+	// Config is the device configuration the agent runs, when loaded.
+	Config *ConfigStatus `json:"config,omitempty"`
+}
+
+// ConfigStatus says which configuration the device runs and what is wrong
+// with a newer one it refused.
+type ConfigStatus struct {
+	InstanceID string   `json:"instance_id,omitempty"`
+	Sources    []string `json:"sources"`
+	// LastGood: the newest configuration was refused and the last good
+	// one runs.
+	LastGood bool `json:"last_good"`
+	// Errors are the refused configuration's validation errors
+	// (file:line:column: message) and the sources that failed to read.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// NewConfigStatus summarizes a config.Load result for status.
+func NewConfigStatus(r *config.Result) *ConfigStatus {
+	c := &ConfigStatus{InstanceID: r.InstanceID(), Sources: r.Sources, LastGood: r.LastGood}
+	for _, e := range r.Invalid {
+		c.Errors = append(c.Errors, e.Error())
+	}
+	c.Errors = append(c.Errors, r.SourceErrors...)
+	return c
 }
 
 // BootEnv is the device's boot environment as status needs it.
@@ -90,6 +117,7 @@ func (s *Status) WriteText(w io.Writer) error {
 	} else if m != nil {
 		fmt.Fprintf(tw, "measured boot: %s\n", m.Summary)
 	}
+	s.Config.writeText(tw)
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "SLOT\tPARTITION\tVERSION\tPRIORITY\tTRIES\tOK\tBOOTED\tNEXT BOOT")
 	for _, r := range s.Slots {
@@ -101,6 +129,22 @@ func (s *Status) WriteText(w io.Writer) error {
 			r.Priority, r.TriesLeft, yesNo(r.OK), yesNo(r.Booted), yesNo(r.NextBoot))
 	}
 	return tw.Flush()
+}
+
+func (c *ConfigStatus) writeText(w io.Writer) {
+	switch {
+	case c == nil:
+		return
+	case c.InstanceID == "":
+		fmt.Fprintf(w, "config: none (DHCP on every wired link)\n")
+	case c.LastGood:
+		fmt.Fprintf(w, "config: instance %s, last good (the newest was refused)\n", c.InstanceID)
+	default:
+		fmt.Fprintf(w, "config: instance %s from %s\n", c.InstanceID, strings.Join(c.Sources, ", "))
+	}
+	for _, e := range c.Errors {
+		fmt.Fprintf(w, "config error: %s\n", e)
+	}
 }
 
 func slotDevice(boot *partitions.Boot, slot partitions.Slot) string {
