@@ -10,6 +10,7 @@ import (
 
 	"github.com/cairn-edge/cairn/boards"
 	"github.com/cairn-edge/cairn/images/initrd"
+	"github.com/cairn-edge/cairn/images/systemd"
 	"github.com/cairn-edge/cairn/partitions"
 	"github.com/cairn-edge/cairn/partitions/uboot"
 )
@@ -34,8 +35,12 @@ const (
 	AgentPath   = "usr/bin/cairn-agent"
 	K3sPath     = "usr/local/bin/k3s"
 	TUFRootPath = "etc/cairn/tuf-root.json"
-	KernelPath  = "boot/vmlinuz"
-	InitrdPath  = "boot/initrd"
+	// ReleaseKeyPath and BoardPath are read by the agent (agent/paths.go).
+	ReleaseKeyPath = "etc/cairn/release-key.pub"
+	BoardPath      = "etc/cairn/board"
+	AgentUnitPath  = "etc/systemd/system/" + systemd.AgentUnitName
+	KernelPath     = "boot/vmlinuz"
+	InitrdPath     = "boot/initrd"
 )
 
 // reportUnit prints the agent's view of the boot on the console once the
@@ -76,13 +81,14 @@ WantedBy=multi-user.target
 func Install(root string, c Cairn) error {
 	b := c.Board
 	files := map[string][]byte{
-		AgentPath:                   c.Agent,
-		"etc/cairn/release-key.pub": c.ReleaseKeyPEM,
+		AgentPath:      c.Agent,
+		ReleaseKeyPath: c.ReleaseKeyPEM,
+		AgentUnitPath:  systemd.AgentUnit,
 		"etc/systemd/system/cairn-boot-report.service": []byte(reportUnit),
 		"etc/systemd/system/cairn-ssh-keygen.service":  []byte(sshKeygenUnit),
 		"etc/ssh/sshd_config.d/cairn.conf":             []byte(sshdConfig()),
 		"etc/fstab":                                    []byte(fstab(b)),
-		"etc/cairn/board":                              []byte(b.Name + "\n"),
+		BoardPath:                                      []byte(b.Name + "\n"),
 	}
 	if c.TUFRoot != nil {
 		files[TUFRootPath] = c.TUFRoot
@@ -106,7 +112,7 @@ func Install(root string, c Cairn) error {
 			return err
 		}
 	}
-	for _, unit := range []string{"cairn-boot-report.service", "cairn-ssh-keygen.service"} {
+	for _, unit := range []string{systemd.AgentUnitName, "cairn-boot-report.service", "cairn-ssh-keygen.service"} {
 		if err := symlink("../"+unit, filepath.Join(root, "etc/systemd/system/multi-user.target.wants", unit)); err != nil {
 			return err
 		}
