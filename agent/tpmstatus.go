@@ -16,9 +16,9 @@ import (
 
 // Where the device keeps what the measured boot needs (docs/tpm.md).
 const (
-	// DefaultReleaseKeyPath is the release key's public half, baked into
-	// the image: it proves a slot footer is a signed release.
-	DefaultReleaseKeyPath = "/etc/cairn/" + channel.ReleasePublicKeyFile
+	// DefaultReleaseKeyPath is ReleaseKeyPath, under the name the
+	// measured boot's callers know.
+	DefaultReleaseKeyPath = ReleaseKeyPath
 	// DefaultAKPath is the attestation key blob, on the state partition.
 	DefaultAKPath = "/var/lib/cairn/tpm/ak.json"
 	// DefaultFirmwareLogPath is the firmware's TCG event log, when the
