@@ -72,6 +72,9 @@ type EngineConfig struct {
 	Now      func() time.Time // nil: time.Now
 	Clock    Clock            // waits for a reboot window; nil: the real clock
 	Log      *zap.Logger      // nil: no logs
+	// OnTransition, when set, is told every persisted state, after the
+	// write (the daemon publishes it as a node label). It must not block.
+	OnTransition func(State)
 }
 
 // Engine is the update state machine: it takes a release from the channel
@@ -182,6 +185,9 @@ func (e *Engine) commit(next State, msg string) error {
 		fields = append(fields, zap.String("error", next.LastError))
 	}
 	e.cfg.Log.Info(msg, fields...)
+	if e.cfg.OnTransition != nil {
+		e.cfg.OnTransition(next.clone())
+	}
 	e.stepDone("persist " + string(next.Phase))
 	return nil
 }

@@ -46,13 +46,14 @@ type simDevice struct {
 	now     func() time.Time
 	clock   Clock
 
-	rebootAsked int      // reboots the agent asked for since the last power-on
-	reboots     []string // every reason, in order
-	powerOns    int
-	installErr  error // the next install fails with this
-	tpmFloor    func(ctx context.Context, v *semver.Version) error
-	steps       []string
-	killAt      int // kill the agent at this step number (1-based); 0: never
+	rebootAsked  int      // reboots the agent asked for since the last power-on
+	reboots      []string // every reason, in order
+	powerOns     int
+	installErr   error // the next install fails with this
+	tpmFloor     func(ctx context.Context, v *semver.Version) error
+	onTransition func(State)
+	steps        []string
+	killAt       int // kill the agent at this step number (1-based); 0: never
 }
 
 func newSim(t *testing.T) *simDevice {
@@ -179,16 +180,17 @@ func (d *simDevice) agent() *Engine {
 		StatePath: filepath.Join(d.f.varDir, "update-state.json"),
 		Boot: &partitions.Boot{Slot: d.booted, Device: d.slots[d.booted],
 			OtherDevice: d.slots[d.booted.Other()]},
-		BootState: bootstate.New(d.env()),
-		Channel:   d.f.channel(),
-		Installer: d,
-		Floor:     NewVersionFloor(filepath.Join(d.f.varDir, "version-floor")),
-		TPMFloor:  d.tpmFloor,
-		Health:    d.health,
-		Rebooter:  d,
-		Policy:    d.policy,
-		Now:       d.now,
-		Clock:     d.clock,
+		BootState:    bootstate.New(d.env()),
+		Channel:      d.f.channel(),
+		Installer:    d,
+		Floor:        NewVersionFloor(filepath.Join(d.f.varDir, "version-floor")),
+		TPMFloor:     d.tpmFloor,
+		OnTransition: d.onTransition,
+		Health:       d.health,
+		Rebooter:     d,
+		Policy:       d.policy,
+		Now:          d.now,
+		Clock:        d.clock,
 	})
 	if err != nil {
 		d.t.Fatal(err)

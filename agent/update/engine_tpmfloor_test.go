@@ -3,6 +3,7 @@ package update
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/Masterminds/semver/v3"
@@ -42,5 +43,21 @@ func TestTPMFloorFailureDoesNotHoldBackTheCommit(t *testing.T) {
 	d.wantSettled(e, PhaseCommitted, "1.1.0", partitions.SlotB)
 	if d.floor() != "1.1.0" {
 		t.Fatalf("floor file %s, want 1.1.0", d.floor())
+	}
+}
+
+func TestEveryPersistedTransitionIsReported(t *testing.T) {
+	d := newSim(t)
+	var phases []Phase
+	d.onTransition = func(st State) { phases = append(phases, st.Phase) }
+	d.f.publish(board, "1.1.0", "stable", 100)
+	e, err := d.update()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.wantSettled(e, PhaseCommitted, "1.1.0", partitions.SlotB)
+	want := []Phase{PhaseDownloading, PhaseInstalled, PhaseRebooting, PhaseTrial, PhaseCommitted}
+	if !slices.Equal(phases, want) {
+		t.Fatalf("transitions %v, want %v", phases, want)
 	}
 }
