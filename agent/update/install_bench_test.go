@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,80 +42,184 @@ func TestInstallChildProcess(t *testing.T) {
 	}
 	// The kernel's rusage of a child started with vfork counts the
 	// parent's memory too; the child's own high-water mark is here.
-	status, err := os.ReadFile("/proc/self/status")
+	kb, err := vmHWM("self")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			fmt.Printf("%s%s\n", hwmPrefix, strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-		}
-	}
+	fmt.Printf("%s%d\n", hwmPrefix, kb)
 }
 
 const hwmPrefix = "cairn-install-vmhwm-kb="
 
-// BenchmarkInstall installs a 1 GiB image from a local HTTP server into a
-// file-backed slot, against `curl | zstd -d | dd conv=fsync` of the same
-// bytes into the same kind of file (the floor: no hashing, no
-// checkpoints), with the slot on tmpfs (the CPU cost) and on disk.
-func BenchmarkInstall(b *testing.B) {
-	for _, tool := range []string{"curl", "zstd", "dd"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			b.Fatalf("%s (Debian package %s) is the floor of this benchmark: %v", tool, tool, err)
+// vmHWM is the peak resident set size of process pid ("self" for this
+// one) in KiB.
+func vmHWM(pid string) (int64, error) {
+	status, err := os.ReadFile(filepath.Join("/proc", pid, "status"))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 		}
 	}
-	size := int64(1 << 30)
+	return 0, fmt.Errorf("/proc/%s/status: no VmHWM", pid)
+}
+
+// benchRounds is how many times each contender installs the image per
+// slot kind, interleaved, so a busy machine slows all of them alike and
+// the medians compare like with like.
+const benchRounds = 5
+
+// contender is one way of putting the image into the slot; run returns
+// the time it took, the final fsync of the slot included.
+type contender struct {
+	name string
+	run  func() time.Duration
+}
+
+// BenchmarkInstall installs a 1 GiB image from a local HTTP server into a
+// file-backed slot, in rounds of three contenders run one after the
+// other into the same slot file:
+//
+//   - floor: `curl | zstd -d | dd conv=fsync`, the same bytes with no
+//     verification, no checkpoints;
+//   - cairn: the Installer, in a child process whose peak RSS is read;
+//   - rauc: `curl -o` of a signed plain RAUC bundle holding the same image
+//     (Debian's RAUC 1.8 does not stream), then `rauc install` through a
+//     rauc service on a private D-Bus, into a raw slot that is the same
+//     file, then an fsync of the slot.
+//
+// It runs once with the slot on tmpfs (the CPU cost) and once on disk,
+// and reports median MB/s, ratios of medians and peak RSS.
+func BenchmarkInstall(b *testing.B) {
+	requireTools(b, map[string]string{"curl": "curl", "zstd": "zstd", "dd": "coreutils",
+		"rauc": "rauc", "mksquashfs": "squashfs-tools", "dbus-daemon": "dbus-daemon", "openssl": "openssl"})
+	size, rounds := int64(1<<30), benchRounds
 	if testing.Short() {
-		size = 64 << 20
+		size, rounds = 64<<20, 2
 	}
 	rel := makeRelease(b, size, 0, 42)
+	srvDir := filepath.Dir(rel.zst)
+	bundle := makeRaucBundle(b, rel.image, srvDir)
 	rel.image = nil // 1 GiB the benchmark no longer needs
-	srv := httptest.NewServer(http.FileServer(http.Dir(filepath.Dir(rel.zst))))
+	srv := httptest.NewServer(http.FileServer(http.Dir(srvDir)))
 	b.Cleanup(srv.Close)
-	url := srv.URL + "/" + filepath.Base(rel.zst)
-	b.Logf("image %d bytes, %d compressed, %d frames", size, rel.manifest.Image.CompressedSize, len(rel.manifest.Image.Frames.CompressedSizes))
+	zstURL := srv.URL + "/" + filepath.Base(rel.zst)
+	b.Logf("image %d bytes, %d compressed in %d frames; rauc bundle %d bytes; %d rounds; load average %s",
+		size, rel.manifest.Image.CompressedSize, len(rel.manifest.Image.Frames.CompressedSizes),
+		bundle.size, rounds, loadAverage())
 	for _, where := range []string{"tmpfs", "disk"} {
 		b.Run("slot="+where, func(b *testing.B) {
 			dir := b.TempDir()
 			if where == "tmpfs" {
 				requireRoot(b)
-				if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size+size/4)); err != nil {
+				// The slot and the downloaded bundle.
+				if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", 2*size+64<<20)); err != nil {
 					b.Fatal(err)
 				}
 				b.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
 			}
 			slot := filepath.Join(dir, "slot")
-			var cairn, floor time.Duration
-			var rss int64
-			for range b.N {
-				mkSlot(b, slot, size)
-				d, maxRSS := runChild(b, childJob{StateDir: b.TempDir(),
-					Request: InstallRequest{Target: rel.target(url), Manifest: rel.manifest, Device: slot}})
-				cairn += d
-				rss = max(rss, maxRSS)
-				mkSlot(b, slot, size)
-				floor += runFloor(b, url, slot)
+			fillSlot(b, slot, size)
+			rauc := startRauc(b, bundle, slot)
+			var cairnRSS int64
+			contenders := []contender{
+				{"floor", func() time.Duration { return runFloor(b, zstURL, slot) }},
+				{"cairn", func() time.Duration {
+					d, rss := runChild(b, childJob{StateDir: b.TempDir(),
+						Request: InstallRequest{Target: rel.target(zstURL), Manifest: rel.manifest, Device: slot}})
+					cairnRSS = max(cairnRSS, rss)
+					return d
+				}},
+				{"rauc", func() time.Duration {
+					return rauc.install(b, srv.URL+"/"+bundle.name, filepath.Join(dir, "bundle.raucb"))
+				}},
 			}
-			mbs := func(d time.Duration) float64 { return float64(size) * float64(b.N) / d.Seconds() / 1e6 }
-			b.ReportMetric(mbs(cairn), "cairn_MB/s")
-			b.ReportMetric(mbs(floor), "floor_MB/s")
-			b.ReportMetric(mbs(cairn)/mbs(floor), "cairn/floor")
-			b.ReportMetric(float64(rss)/(1<<20), "cairn_peak_RSS_MiB")
+			times := map[string][]time.Duration{}
+			for r := range rounds * b.N {
+				var line []string
+				for _, c := range contenders {
+					dropSlotCache(b, slot)
+					d := c.run()
+					times[c.name] = append(times[c.name], d)
+					line = append(line, fmt.Sprintf("%s %.0f MB/s", c.name, mbPerS(size, d)))
+				}
+				b.Logf("%s round %d: %s", where, r+1, strings.Join(line, ", "))
+			}
+			med := map[string]float64{}
+			for _, c := range contenders {
+				med[c.name] = mbPerS(size, median(times[c.name]))
+				b.ReportMetric(med[c.name], c.name+"_MB/s")
+			}
+			b.ReportMetric(med["cairn"]/med["floor"], "cairn/floor")
+			b.ReportMetric(med["cairn"]/med["rauc"], "cairn/rauc")
+			b.ReportMetric(float64(cairnRSS)/(1<<20), "cairn_peak_RSS_MiB")
+			b.ReportMetric(float64(rauc.peakRSS(b))/(1<<20), "rauc_service_peak_RSS_MiB")
 			b.ReportMetric(0, "ns/op")
+			b.Logf("%s: load average after the rounds %s", where, loadAverage())
 		})
 	}
 }
 
-// mkSlot makes a fresh slot file of size bytes, as a partition would be.
-func mkSlot(b *testing.B, path string, size int64) {
-	_ = os.Remove(path)
+func requireTools(b *testing.B, tools map[string]string) {
+	for tool, pkg := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			b.Fatalf("%s (Debian package %s) is needed by this benchmark: %v", tool, pkg, err)
+		}
+	}
+}
+
+func mbPerS(size int64, d time.Duration) float64 { return float64(size) / d.Seconds() / 1e6 }
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(data))
+	return strings.Join(f[:min(3, len(f))], " ")
+}
+
+// fillSlot makes the slot file as a partition is: every block allocated
+// and written once, so each contender overwrites the same blocks.
+func fillSlot(b *testing.B, path string, size int64) {
 	f, err := os.Create(path)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer f.Close()
-	if err := f.Truncate(size); err != nil {
+	zeros := make([]byte, 4<<20)
+	for off := int64(0); off < size; off += int64(len(zeros)) {
+		if _, err := f.WriteAt(zeros[:min(int64(len(zeros)), size-off)], off); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// dropSlotCache makes the slot durable and drops its pages from the page
+// cache, so no contender starts with the previous one's dirty or cached
+// pages; the host's other caches are left alone.
+func dropSlotCache(b *testing.B, path string) {
+	syncFile(b, path)
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
 		b.Fatal(err)
 	}
 }
