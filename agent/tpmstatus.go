@@ -77,8 +77,13 @@ func (m MeasuredBoot) releaseKey() (*ecdsa.PublicKey, error) {
 	return channel.ReadReleasePublicKey(m.path(DefaultReleaseKeyPath))
 }
 
-// signedFooter reads the footer of the slot on device and checks it is a
-// release signed by the release key.
+// SignedFooter reads the footer of the slot on device (a path under Root)
+// and checks it is a release signed by the release key: what the slot holds,
+// as far as anyone may trust it.
+func (m MeasuredBoot) SignedFooter(device string) (*footer.Footer, error) {
+	return m.signedFooter(device)
+}
+
 func (m MeasuredBoot) signedFooter(device string) (*footer.Footer, error) {
 	key, err := m.releaseKey()
 	if err != nil {

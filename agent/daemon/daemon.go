@@ -1,0 +1,265 @@
+// Package daemon runs the device agent: it walks the boot phases (config,
+// desired state, reconcilers, health gate, update engine, boot state) and
+// keeps the reconcilers, the update engine and the local API running.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/vishvananda/netns"
+	"go.uber.org/zap"
+
+	"github.com/cairn-edge/cairn/agent"
+	"github.com/cairn-edge/cairn/agent/api"
+	"github.com/cairn-edge/cairn/agent/network"
+	"github.com/cairn-edge/cairn/agent/update"
+	cloudinit "github.com/cairn-edge/cairn/cloud-init"
+	"github.com/cairn-edge/cairn/images/footer"
+	"github.com/cairn-edge/cairn/partitions"
+	"github.com/cairn-edge/cairn/partitions/bootstate"
+)
+
+// Config wires the daemon to a device. On a device only Log is needed;
+// everything else has the device's default (Defaults), and tests point the
+// fields at a fake device.
+type Config struct {
+	// Root is the device's filesystem root ("/"): /proc, /sys, /dev, the
+	// boot environment and what the image baked into /etc are read under it.
+	Root   string
+	VarDir string // agent state on /var; agent.StateDir
+	Socket string // the local API; api.DefaultSocket
+	// Board releases are selected for; empty: the contents of agent.BoardPath.
+	Board        string
+	TrustedRoot  string // the TUF root baked into the image, under Root
+	BootLocation bootstate.Location
+	TPM          string // TPM address; empty: Root's /dev/tpmrm0
+
+	// LoadConfig returns the device's resolved configuration. This is the
+	// seam of the configuration loader (NoCloud sources merged, last good
+	// kept); nil reads UserDataPath alone.
+	LoadConfig func(ctx context.Context) (*cloudinit.Config, error)
+	// UserDataPath is what a nil LoadConfig reads; agent.UserDataPath.
+	UserDataPath string
+	// ApplyHost applies the host part of the configuration (users, SSH keys,
+	// write_files, bootcmd/runcmd, sysctl, modules, timezone). It is the
+	// seam of the host configurator; nil skips the phase.
+	ApplyHost func(ctx context.Context, cfg *cloudinit.Config) error
+
+	// NetNS is the network namespace the reconciler manages; its zero
+	// value is the daemon's own (the host's).
+	NetNS      netns.NsHandle
+	ResolvConf string                 // written by the reconciler; Root's /etc/resolv.conf
+	Hostname   network.HostnameSetter // nil: the host name is left alone
+	DHCP       network.DHCPOptions
+	// NetworkWait bounds how long time sync, the first update check and
+	// k3s wait for the network to converge; 2 minutes when zero.
+	NetworkWait time.Duration
+	// Clock is stepped by the clock floor and time sync; network.SystemClock.
+	Clock network.Clock
+
+	K3s K3sSetup
+
+	// Rebooter restarts the machine; update.SystemRebooter when nil.
+	Rebooter update.Rebooter
+	// PollInterval is how often the channel is asked; an hour when zero.
+	PollInterval time.Duration
+	// GateInterval is the pause between rounds of the health gate.
+	GateInterval time.Duration
+	Log          *zap.Logger
+}
+
+// Defaults fills in the device's paths.
+func (c *Config) defaults() {
+	set := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	set(&c.Root, "/")
+	set(&c.VarDir, agent.StateDir)
+	set(&c.Socket, api.DefaultSocket)
+	set(&c.TrustedRoot, agent.TrustedRootPath)
+	set(&c.UserDataPath, agent.UserDataPath)
+	set(&c.ResolvConf, filepath.Join(c.Root, "etc/resolv.conf"))
+	if c.BootLocation == (bootstate.Location{}) {
+		c.BootLocation = bootstate.DefaultLocation()
+	}
+	if c.NetworkWait == 0 {
+		c.NetworkWait = 2 * time.Minute
+	}
+	if c.Clock == nil {
+		c.Clock = network.SystemClock{}
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = time.Hour
+	}
+	if c.Log == nil {
+		c.Log = zap.NewNop()
+	}
+	if c.Rebooter == nil {
+		c.Rebooter = update.SystemRebooter{Log: c.Log}
+	}
+	c.K3s.defaults(c.VarDir)
+}
+
+func (c *Config) path(p string) string { return filepath.Join(c.Root, p) }
+
+// Daemon is the running agent.
+type Daemon struct {
+	cfg    Config
+	log    *zap.Logger
+	device *cloudinit.Config
+	boot   *partitions.Boot
+	booted *footer.Footer // the booted slot's signed footer; nil when unreadable
+	env    *bootstate.DeviceEnv
+	net    *network.Reconciler
+	k3s    *k3sNode // nil without cairn.k3s
+	engine *update.Engine
+}
+
+// New returns a daemon for cfg; Run starts it.
+func New(cfg Config) *Daemon {
+	cfg.defaults()
+	return &Daemon{cfg: cfg, log: cfg.Log}
+}
+
+// Engine is the update engine, once Run has built it.
+func (d *Daemon) Engine() *update.Engine { return d.engine }
+
+// Run walks the boot phases and then serves until ctx ends: config →
+// host → desired state of the booted slot and clock floor → network
+// reconciler and time sync → k3s → health gate and update engine → local
+// API and channel polling. It returns ctx's error, or the error of a phase
+// the agent cannot run without (no booted slot, no boot environment).
+func (d *Daemon) Run(ctx context.Context) error {
+	cfg, err := d.loadConfig(ctx)
+	if err != nil {
+		return err
+	}
+	d.device = cfg
+	if d.cfg.ApplyHost != nil {
+		if err := d.cfg.ApplyHost(ctx, cfg); err != nil {
+			// The host part must not keep the node from updating itself
+			// out of a bad config: log, and go on.
+			d.log.Error("host configuration", zap.Error(err))
+		}
+	}
+	if err := d.discover(); err != nil {
+		return err
+	}
+	defer d.env.Close()
+	d.applyClockFloor()
+	if err := d.startNetwork(ctx); err != nil {
+		return err
+	}
+	d.waitNetwork(ctx)
+	d.syncTime(ctx)
+	if k := cfg.UserData.Cairn.K3s; k != nil {
+		if d.k3s, err = d.startK3s(ctx, k); err != nil {
+			// The gate's k3s check reports it; the engine must still run
+			// so that a trial boot with a broken k3s rolls back.
+			d.log.Error("k3s", zap.Error(err))
+		}
+	}
+	if d.engine, err = d.newEngine(); err != nil {
+		return err
+	}
+	if err := d.serveAPI(ctx); err != nil {
+		return err
+	}
+	d.startPolling(ctx)
+	if d.k3s != nil {
+		go d.k3s.afterBoot(ctx, d.engine)
+		d.k3s.publishAsync(d.engine.Status().Phase)
+	}
+	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		d.log.Warn("systemd notify", zap.Error(err))
+	}
+	go watchdog(ctx, d.log)
+	d.log.Info("agent running", zap.String("booted_slot", string(d.boot.Slot)), zap.String("os_version", d.osVersion()),
+		zap.String("socket", d.cfg.Socket))
+	return d.engine.Run(ctx)
+}
+
+// loadConfig is the config phase.
+func (d *Daemon) loadConfig(ctx context.Context) (*cloudinit.Config, error) {
+	if d.cfg.LoadConfig != nil {
+		return d.cfg.LoadConfig(ctx)
+	}
+	data, err := os.ReadFile(d.cfg.UserDataPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return &cloudinit.Config{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("user-data: %w", err)
+	}
+	ud, err := cloudinit.ParseUserData(d.cfg.UserDataPath, data)
+	if err != nil {
+		return nil, err
+	}
+	return &cloudinit.Config{UserData: *ud}, nil
+}
+
+// discover finds the booted slot, opens the boot environment and reads the
+// booted slot's signed footer: the release this boot runs.
+func (d *Daemon) discover() error {
+	boot, err := partitions.Discover(d.cfg.Root)
+	if err != nil {
+		return err
+	}
+	env, err := bootstate.Open(d.cfg.Root, d.cfg.BootLocation)
+	if err != nil {
+		return err
+	}
+	d.boot, d.env = boot, env
+	f, err := d.measured().SignedFooter(boot.Device)
+	if err != nil {
+		d.log.Warn("booted slot footer", zap.String("device", boot.Device), zap.Error(err))
+		return nil
+	}
+	d.booted = f
+	return nil
+}
+
+// osVersion is the release the booted slot holds.
+func (d *Daemon) osVersion() string {
+	if d.booted == nil {
+		return ""
+	}
+	return d.booted.Manifest.Version
+}
+
+func (d *Daemon) measured() agent.MeasuredBoot {
+	return agent.MeasuredBoot{Root: d.cfg.Root, TPM: d.cfg.TPM, RequireTPM: d.requireTPM()}
+}
+
+func (d *Daemon) requireTPM() bool {
+	h := d.device.UserData.Cairn.Health
+	return h != nil && h.RequireTPM
+}
+
+// watchdog pings systemd at half the WatchdogSec interval while ctx lives.
+func watchdog(ctx context.Context, log *zap.Logger) {
+	interval, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || interval == 0 {
+		return
+	}
+	t := time.NewTicker(interval / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := daemon.SdNotify(false, daemon.SdNotifyWatchdog); err != nil {
+				log.Warn("systemd watchdog", zap.Error(err))
+			}
+		}
+	}
+}

@@ -1,0 +1,254 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/cairn-edge/cairn/agent"
+	"github.com/cairn-edge/cairn/agent/k3s"
+	"github.com/cairn-edge/cairn/agent/update"
+	cloudinit "github.com/cairn-edge/cairn/cloud-init"
+)
+
+// K3sSetup says where k3s's pieces are; the zero value is a device's.
+type K3sSetup struct {
+	Paths     k3s.Paths    // rendered files; k3s.DefaultPaths
+	Binaries  k3s.Binaries // the image's k3s (agent.K3sImagePath), staged ones and the link on /var
+	RunnerDir string       // the child runner's state; VAR/k3s
+	Env       []string     // extra environment of k3s
+	// NewRunner picks the runner; nil: k3s.NewRunner (systemd when it is
+	// PID 1, else a supervised child).
+	NewRunner func(k3s.Command) k3s.Runner
+	// NodeName is the Kubernetes node; empty: node-name from extra_args,
+	// else the configured host name, else the kernel's.
+	NodeName string
+
+	SupervisorURL, AdminKubeconfig       string // a server's readiness
+	KubeletHealthzURL, KubeletKubeconfig string // an agent's readiness
+	// ClusterKubeconfig lets an agent node take the reboot lease, cordon
+	// and drain (docs/k3s.md, "Credentials"); a server uses the admin one.
+	ClusterKubeconfig string
+	ContainerdSocket  string
+	DrainTimeout      time.Duration // 5 minutes when zero
+	LeaseWait         time.Duration // longest wait for the reboot lease; 15 minutes when zero
+}
+
+func (s *K3sSetup) defaults(varDir string) {
+	set := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	d := k3s.DefaultPaths()
+	set(&s.Paths.Config, d.Config)
+	set(&s.Paths.Registries, d.Registries)
+	set(&s.Paths.Token, filepath.Join(varDir, "k3s/token"))
+	set(&s.Paths.ImageList, filepath.Join(varDir, "k3s/airgap-images.list"))
+	set(&s.Binaries.Image, agent.K3sImagePath)
+	set(&s.Binaries.Dir, filepath.Join(varDir, "k3s/bin"))
+	set(&s.Binaries.Link, filepath.Join(varDir, "k3s/k3s"))
+	set(&s.RunnerDir, filepath.Join(varDir, "k3s"))
+	set(&s.SupervisorURL, k3s.DefaultSupervisorURL)
+	set(&s.AdminKubeconfig, k3s.DefaultAdminKubeconfig)
+	set(&s.KubeletHealthzURL, k3s.DefaultKubeletHealthzURL)
+	set(&s.KubeletKubeconfig, k3s.DefaultKubeletKubeconfig)
+	set(&s.ClusterKubeconfig, filepath.Join(varDir, "k3s/cluster.kubeconfig"))
+	set(&s.ContainerdSocket, k3s.DefaultContainerdSocket)
+	if s.DrainTimeout == 0 {
+		s.DrainTimeout = 5 * time.Minute
+	}
+	if s.LeaseWait == 0 {
+		s.LeaseWait = 15 * time.Minute
+	}
+	if s.NewRunner == nil {
+		dir := s.RunnerDir
+		s.NewRunner = func(cmd k3s.Command) k3s.Runner { return k3s.NewRunner(cmd, dir) }
+	}
+}
+
+// k3sNode is this node's k3s as the daemon runs it.
+type k3sNode struct {
+	setup  K3sSetup
+	role   k3s.Role
+	name   string
+	runner k3s.Runner
+	probe  k3s.Probe
+	info   k3s.NodeInfo
+	log    *zap.Logger
+
+	mu      sync.Mutex
+	phase   update.Phase // the update state to publish next
+	publish chan struct{}
+}
+
+// startK3s renders k3s's files from cairn.k3s, points the k3s link at the
+// binary to run, and starts (or takes over) k3s, restarting it only when a
+// file it reads changed.
+func (d *Daemon) startK3s(ctx context.Context, c *cloudinit.K3s) (*k3sNode, error) {
+	s := d.cfg.K3s
+	spec := k3s.SpecFromConfig(c)
+	n := &k3sNode{setup: s, role: spec.Role, name: nodeName(s, spec, d.device), log: d.log.Named("k3s"),
+		info:    k3s.NodeInfo{OSVersion: d.osVersion(), Slot: strings.ToLower(string(d.boot.Slot))},
+		publish: make(chan struct{}, 1)}
+	if spec.Role == k3s.RoleServer {
+		n.probe = k3s.ServerProbe{SupervisorURL: s.SupervisorURL, AdminKubeconfig: s.AdminKubeconfig, NodeName: n.name}
+	} else {
+		n.probe = k3s.AgentProbe{KubeletHealthzURL: s.KubeletHealthzURL, KubeletKubeconfig: s.KubeletKubeconfig, NodeName: n.name}
+	}
+	go n.publisher(ctx)
+	if err := s.Binaries.Boot(); err != nil {
+		return n, fmt.Errorf("k3s binary: %w", err)
+	}
+	files, err := k3s.Render(spec, k3s.Node{OSVersion: n.info.OSVersion, Slot: n.info.Slot}, s.Paths)
+	if err != nil {
+		return n, err
+	}
+	changes, err := k3s.Apply(files)
+	if err != nil {
+		return n, err
+	}
+	cmd := k3s.K3sCommand(s.Binaries.Link, spec.Role, s.Paths.Config)
+	cmd.Env = s.Env
+	n.runner = s.NewRunner(cmd)
+	started := time.Now()
+	if err := n.runner.Start(ctx); err != nil {
+		return n, fmt.Errorf("start k3s: %w", err)
+	}
+	if st, err := n.runner.Status(ctx); err == nil && changes.Restart && st.Running && st.Since.Before(started) {
+		// A k3s left running by the previous agent has not read the new files.
+		n.log.Info("k3s configuration changed, restarting", zap.Strings("files", changes.Paths))
+		if err := n.runner.Restart(ctx); err != nil {
+			return n, fmt.Errorf("restart k3s: %w", err)
+		}
+	}
+	n.log.Info("k3s started", zap.String("role", string(spec.Role)), zap.String("node", n.name), zap.Strings("changed", changes.Paths))
+	if changes.Images && len(spec.AirgapImages) > 0 {
+		go n.importImages(ctx, spec.AirgapImages)
+	}
+	return n, nil
+}
+
+// nodeName is the name k3s registers the node under.
+func nodeName(s K3sSetup, spec k3s.Spec, cfg *cloudinit.Config) string {
+	if s.NodeName != "" {
+		return s.NodeName
+	}
+	for _, a := range spec.ExtraArgs {
+		if v, ok := strings.CutPrefix(a, "--node-name="); ok {
+			return v
+		}
+	}
+	if h := cfg.Hostname(); h != "" {
+		return h
+	}
+	h, _ := os.Hostname()
+	return h
+}
+
+// importImages loads the air-gap tarballs once k3s's containerd answers.
+func (n *k3sNode) importImages(ctx context.Context, tarballs []string) {
+	for {
+		refs, err := k3s.ImportImages(ctx, n.setup.ContainerdSocket, tarballs)
+		if err == nil {
+			n.log.Info("air-gap images imported", zap.Strings("images", refs))
+			return
+		}
+		n.log.Debug("air-gap images", zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+// k3sReadiness is k3s in the health gate: the role's probe, or why k3s
+// never started.
+type k3sReadiness struct{ n *k3sNode }
+
+func (r k3sReadiness) Ready(ctx context.Context) error {
+	if r.n == nil || r.n.runner == nil {
+		return errors.New("k3s did not start")
+	}
+	return r.n.probe.Check(ctx)
+}
+
+// client is a Kubernetes client for this node's own node object: the admin
+// kubeconfig on a server, the cluster kubeconfig, else the kubelet's, on
+// an agent.
+func (n *k3sNode) client(cluster bool) (kubernetes.Interface, error) {
+	path := n.setup.AdminKubeconfig
+	if n.role == k3s.RoleAgent {
+		path = n.setup.ClusterKubeconfig
+		if _, err := os.Stat(path); err != nil {
+			if cluster {
+				return nil, fmt.Errorf("agent node without %s: %w", path, err)
+			}
+			path = n.setup.KubeletKubeconfig
+		}
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
+	}
+	cfg.Timeout = 10 * time.Second
+	return kubernetes.NewForConfig(cfg)
+}
+
+// publishAsync asks the publisher to put phase on the node; it never blocks.
+func (n *k3sNode) publishAsync(phase update.Phase) {
+	n.mu.Lock()
+	n.phase = phase
+	n.mu.Unlock()
+	select {
+	case n.publish <- struct{}{}:
+	default:
+	}
+}
+
+// publisher publishes the OS version, slot and latest update state as
+// they change, retrying while k3s is not up yet.
+func (n *k3sNode) publisher(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.publish:
+		}
+		for {
+			n.mu.Lock()
+			info := n.info
+			info.UpdateState = string(n.phase)
+			n.mu.Unlock()
+			err := n.publishOnce(ctx, info)
+			if err == nil {
+				n.log.Info("node info published", zap.String("update_state", info.UpdateState))
+				break
+			}
+			n.log.Debug("node info", zap.Error(err))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}
+}
+
+func (n *k3sNode) publishOnce(ctx context.Context, info k3s.NodeInfo) error {
+	c, err := n.client(false)
+	if err != nil {
+		return err
+	}
+	return k3s.PublishNodeInfo(ctx, c, n.name, info)
+}
