@@ -120,6 +120,9 @@ func Install(root string, c Cairn) error {
 	if err := persistEtc(root); err != nil {
 		return err
 	}
+	if err := deviceAccounts(root); err != nil {
+		return err
+	}
 	for _, d := range []string{"boot/efi", "var"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			return err
@@ -134,6 +137,8 @@ func sshdConfig() string {
 	for _, t := range []string{"rsa", "ecdsa", "ed25519"} {
 		fmt.Fprintf(&b, "HostKey /var/lib/cairn/etc/ssh/ssh_host_%s_key\n", t)
 	}
+	// The agent writes the configured keys there, root-owned (agent/host).
+	b.WriteString("AuthorizedKeysFile .ssh/authorized_keys /var/lib/cairn/etc/ssh/authorized_keys/%u\n")
 	return b.String()
 }
 
@@ -191,6 +196,29 @@ func persistEtc(root string) error {
 		}
 	}
 	return nil
+}
+
+// deviceAccounts points /etc/localtime at the state partition (a dangling
+// link until a timezone is configured: glibc then uses UTC) and makes glibc
+// read the accounts the agent keeps in /var/lib/extrausers after /etc's
+// (docs/config.md, "Accounts").
+func deviceAccounts(root string) error {
+	if err := symlink("/var/"+initrd.StateEtc+"/localtime", filepath.Join(root, "etc/localtime")); err != nil {
+		return err
+	}
+	path := filepath.Join(root, "etc/nsswitch.conf")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(string(b), "\n")
+	for i, l := range lines {
+		db, _, _ := strings.Cut(l, ":")
+		if (db == "passwd" || db == "group" || db == "shadow") && !strings.Contains(l, "extrausers") {
+			lines[i] = strings.TrimRight(l, " \t") + " extrausers"
+		}
+	}
+	return writeFile(path, []byte(strings.Join(lines, "\n")), 0o644)
 }
 
 // installKernel copies the board's kernel to /boot/vmlinuz and writes the

@@ -27,6 +27,8 @@ const Suite = "bookworm"
 var BasePackages = []string{
 	"systemd", "systemd-sysv", "udev", "dbus", "ca-certificates", "iptables",
 	"kmod", "openssh-server", "e2fsprogs",
+	// Device accounts live in /var/lib/extrausers (docs/config.md).
+	"libnss-extrausers", "tzdata",
 }
 
 // Sources turns the host's apt sources (sourcesDir is /etc/apt in use) into
