@@ -197,22 +197,47 @@ func dbusEscape(s string) string {
 }
 
 // install downloads the bundle to dst, installs it and syncs the slot;
-// the time counts all three.
-func (r *raucService) install(b *testing.B, url, dst string) time.Duration {
+// the time counts all three, the CPU time curl, the rauc client and what
+// the service used meanwhile.
+func (r *raucService) install(b *testing.B, url, dst string) sample {
 	_ = os.Remove(dst)
+	serviceCPU := r.serviceCPU(b)
 	start := time.Now()
-	run(b, "curl", "-sSf", "-o", dst, url)
+	curl := exec.Command("curl", "-sSf", "-o", dst, url)
+	if out, err := curl.CombinedOutput(); err != nil {
+		b.Fatalf("curl %s: %v\n%s", url, err, out)
+	}
 	cmd := exec.Command("rauc", "install", dst)
 	cmd.Env = r.env
 	if out, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("rauc install: %v\n%s\n%s", err, out, r.serviceLog())
 	}
 	syncFile(b, r.slot)
-	d := time.Since(start)
+	s := sample{time.Since(start), cpuTime(curl) + cpuTime(cmd) + r.serviceCPU(b) - serviceCPU}
 	if err := os.Remove(dst); err != nil {
 		b.Fatal(err)
 	}
-	return d
+	return s
+}
+
+// serviceCPU is the CPU time the rauc service used so far: utime and
+// stime of /proc/PID/stat, in clock ticks of 1/100 s (USER_HZ).
+func (r *raucService) serviceCPU(b *testing.B) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", r.service.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name in parentheses, which may hold spaces.
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	var ticks int64
+	for _, v := range f[11:13] { // utime, stime: fields 14 and 15
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			b.Fatalf("/proc/%d/stat: %v", r.service.Process.Pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 func syncFile(b *testing.B, path string) {

@@ -71,11 +71,14 @@ func vmHWM(pid string) (int64, error) {
 // the medians compare like with like.
 const benchRounds = 5
 
-// contender is one way of putting the image into the slot; run returns
-// the time it took, the final fsync of the slot included.
+// sample is one install: its wall time, the final fsync of the slot
+// included, and the CPU time its processes used.
+type sample struct{ wall, cpu time.Duration }
+
+// contender is one way of putting the image into the slot.
 type contender struct {
 	name string
-	run  func() time.Duration
+	run  func() sample
 }
 
 // BenchmarkInstall installs a 1 GiB image from a local HTTP server into a
@@ -91,75 +94,87 @@ type contender struct {
 //     file, then an fsync of the slot.
 //
 // It runs once with the slot on tmpfs (the CPU cost) and once on disk,
-// and reports median MB/s, ratios of medians and peak RSS.
+// and reports median MB/s, ratios of medians, CPU seconds and peak RSS.
+// With CAIRN_INSTALL_BENCH_PROFILE=DIR each cairn install writes its CPU
+// profile into DIR.
 func BenchmarkInstall(b *testing.B) {
 	requireTools(b, map[string]string{"curl": "curl", "zstd": "zstd", "dd": "coreutils",
 		"rauc": "rauc", "mksquashfs": "squashfs-tools", "dbus-daemon": "dbus-daemon", "openssl": "openssl"})
-	size, rounds := int64(1<<30), benchRounds
+	e := &benchEnv{size: 1 << 30, rounds: benchRounds}
 	if testing.Short() {
-		size, rounds = 64<<20, 2
+		e.size, e.rounds = 64<<20, 2
 	}
-	rel := makeRelease(b, size, 0, 42)
-	srvDir := filepath.Dir(rel.zst)
-	bundle := makeRaucBundle(b, rel.image, srvDir)
-	rel.image = nil // 1 GiB the benchmark no longer needs
+	e.rel = makeRelease(b, e.size, 0, 42)
+	srvDir := filepath.Dir(e.rel.zst)
+	e.bundle = makeRaucBundle(b, e.rel.image, srvDir)
+	e.rel.image = nil // 1 GiB the benchmark no longer needs
 	srv := httptest.NewServer(http.FileServer(http.Dir(srvDir)))
 	b.Cleanup(srv.Close)
-	zstURL := srv.URL + "/" + filepath.Base(rel.zst)
+	e.zstURL, e.bundleURL = srv.URL+"/"+filepath.Base(e.rel.zst), srv.URL+"/"+e.bundle.name
 	b.Logf("image %d bytes, %d compressed in %d frames; rauc bundle %d bytes; %d rounds; load average %s",
-		size, rel.manifest.Image.CompressedSize, len(rel.manifest.Image.Frames.CompressedSizes),
-		bundle.size, rounds, loadAverage())
+		e.size, e.rel.manifest.Image.CompressedSize, len(e.rel.manifest.Image.Frames.CompressedSizes),
+		e.bundle.size, e.rounds, loadAverage())
 	for _, where := range []string{"tmpfs", "disk"} {
-		b.Run("slot="+where, func(b *testing.B) {
-			dir := b.TempDir()
-			if where == "tmpfs" {
-				requireRoot(b)
-				// The slot and the downloaded bundle.
-				if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", 2*size+64<<20)); err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
-			}
-			slot := filepath.Join(dir, "slot")
-			fillSlot(b, slot, size)
-			rauc := startRauc(b, bundle, slot)
-			var cairnRSS int64
-			contenders := []contender{
-				{"floor", func() time.Duration { return runFloor(b, zstURL, slot) }},
-				{"cairn", func() time.Duration {
-					d, rss := runChild(b, childJob{StateDir: b.TempDir(),
-						Request: InstallRequest{Target: rel.target(zstURL), Manifest: rel.manifest, Device: slot}})
-					cairnRSS = max(cairnRSS, rss)
-					return d
-				}},
-				{"rauc", func() time.Duration {
-					return rauc.install(b, srv.URL+"/"+bundle.name, filepath.Join(dir, "bundle.raucb"))
-				}},
-			}
-			times := map[string][]time.Duration{}
-			for r := range rounds * b.N {
-				var line []string
-				for _, c := range contenders {
-					dropSlotCache(b, slot)
-					d := c.run()
-					times[c.name] = append(times[c.name], d)
-					line = append(line, fmt.Sprintf("%s %.0f MB/s", c.name, mbPerS(size, d)))
-				}
-				b.Logf("%s round %d: %s", where, r+1, strings.Join(line, ", "))
-			}
-			med := map[string]float64{}
-			for _, c := range contenders {
-				med[c.name] = mbPerS(size, median(times[c.name]))
-				b.ReportMetric(med[c.name], c.name+"_MB/s")
-			}
-			b.ReportMetric(med["cairn"]/med["floor"], "cairn/floor")
-			b.ReportMetric(med["cairn"]/med["rauc"], "cairn/rauc")
-			b.ReportMetric(float64(cairnRSS)/(1<<20), "cairn_peak_RSS_MiB")
-			b.ReportMetric(float64(rauc.peakRSS(b))/(1<<20), "rauc_service_peak_RSS_MiB")
-			b.ReportMetric(0, "ns/op")
-			b.Logf("%s: load average after the rounds %s", where, loadAverage())
-		})
+		b.Run("slot="+where, func(b *testing.B) { e.run(b, where) })
 	}
+}
+
+// benchEnv is what every round installs, and from where.
+type benchEnv struct {
+	size              int64
+	rounds            int
+	rel               *testRelease
+	bundle            *raucBundle
+	zstURL, bundleURL string
+}
+
+func (e *benchEnv) run(b *testing.B, where string) {
+	dir := b.TempDir()
+	if where == "tmpfs" {
+		requireRoot(b)
+		// The slot and the downloaded bundle.
+		if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", 2*e.size+64<<20)); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	}
+	slot := filepath.Join(dir, "slot")
+	fillSlot(b, slot, e.size)
+	rauc := startRauc(b, e.bundle, slot)
+	var cairnRSS int64
+	contenders := []contender{
+		{"floor", func() sample { return runFloor(b, e.zstURL, slot) }},
+		{"cairn", func() sample {
+			s, rss := runChild(b, childJob{StateDir: b.TempDir(),
+				Request: InstallRequest{Target: e.rel.target(e.zstURL), Manifest: e.rel.manifest, Device: slot}})
+			cairnRSS = max(cairnRSS, rss)
+			return s
+		}},
+		{"rauc", func() sample { return rauc.install(b, e.bundleURL, filepath.Join(dir, "bundle.raucb")) }},
+	}
+	samples := map[string][]sample{}
+	for r := range e.rounds * b.N {
+		var line []string
+		for _, c := range contenders {
+			dropSlotCache(b, slot)
+			s := c.run()
+			samples[c.name] = append(samples[c.name], s)
+			line = append(line, fmt.Sprintf("%s %.0f MB/s %.2f CPU-s", c.name, e.mbPerS(s.wall), s.cpu.Seconds()))
+		}
+		b.Logf("%s round %d: %s", where, r+1, strings.Join(line, ", "))
+	}
+	med := map[string]float64{}
+	for _, c := range contenders {
+		med[c.name] = e.mbPerS(median(samples[c.name], func(s sample) time.Duration { return s.wall }))
+		b.ReportMetric(med[c.name], c.name+"_MB/s")
+		b.ReportMetric(median(samples[c.name], func(s sample) time.Duration { return s.cpu }).Seconds(), c.name+"_CPU_s")
+	}
+	b.ReportMetric(med["cairn"]/med["floor"], "cairn/floor")
+	b.ReportMetric(med["cairn"]/med["rauc"], "cairn/rauc")
+	b.ReportMetric(float64(cairnRSS)/(1<<20), "cairn_peak_RSS_MiB")
+	b.ReportMetric(float64(rauc.peakRSS(b))/(1<<20), "rauc_service_peak_RSS_MiB")
+	b.ReportMetric(0, "ns/op")
+	b.Logf("%s: load average after the rounds %s", where, loadAverage())
 }
 
 func requireTools(b *testing.B, tools map[string]string) {
@@ -170,10 +185,13 @@ func requireTools(b *testing.B, tools map[string]string) {
 	}
 }
 
-func mbPerS(size int64, d time.Duration) float64 { return float64(size) / d.Seconds() / 1e6 }
+func (e *benchEnv) mbPerS(d time.Duration) float64 { return float64(e.size) / d.Seconds() / 1e6 }
 
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
+func median(samples []sample, of func(sample) time.Duration) time.Duration {
+	var s []time.Duration
+	for _, x := range samples {
+		s = append(s, of(x))
+	}
 	slices.Sort(s)
 	if len(s)%2 == 1 {
 		return s[len(s)/2]
@@ -224,16 +242,25 @@ func dropSlotCache(b *testing.B, path string) {
 	}
 }
 
-func runChild(b *testing.B, job childJob) (time.Duration, int64) {
+func runChild(b *testing.B, job childJob) (sample, int64) {
 	spec, err := json.Marshal(job)
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestInstallChildProcess$", "-test.count=1")
+	args := []string{"-test.run=^TestInstallChildProcess$", "-test.count=1"}
+	if dir := os.Getenv("CAIRN_INSTALL_BENCH_PROFILE"); dir != "" {
+		f, err := os.CreateTemp(dir, "install-*.cpu.prof")
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+		args = append(args, "-test.cpuprofile="+f.Name())
+	}
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), childEnv+"="+string(spec))
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
-	d := time.Since(start)
+	s := sample{time.Since(start), cpuTime(cmd)}
 	if err != nil {
 		b.Fatalf("installer child: %v\n%s", err, out)
 	}
@@ -243,18 +270,24 @@ func runChild(b *testing.B, job childJob) (time.Duration, int64) {
 			if err != nil {
 				b.Fatalf("installer child: %q: %v", line, err)
 			}
-			return d, kb << 10
+			return s, kb << 10
 		}
 	}
 	b.Fatalf("installer child reported no VmHWM:\n%s", out)
-	return 0, 0
+	return s, 0
 }
 
-func runFloor(b *testing.B, url, slot string) time.Duration {
+func runFloor(b *testing.B, url, slot string) sample {
 	cmd := exec.Command("sh", "-c", `curl -sSf "$1" | zstd -d -q | dd of="$2" bs=4M iflag=fullblock conv=notrunc,fsync status=none`, "floor", url, slot)
 	start := time.Now()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("curl | zstd -d | dd: %v\n%s", err, out)
 	}
-	return time.Since(start)
+	return sample{time.Since(start), cpuTime(cmd)}
+}
+
+// cpuTime is the CPU time of a finished command and the children it
+// waited for.
+func cpuTime(cmd *exec.Cmd) time.Duration {
+	return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 }
