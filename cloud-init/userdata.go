@@ -135,7 +135,8 @@ func ParseUserData(file string, data []byte) (*UserData, error) {
 }
 
 // userDataNode checks the #cloud-config header and parses the YAML. Empty
-// user-data is valid and gives a nil node.
+// user-data, or a header with nothing but comments after it, is valid and
+// gives a nil node.
 func userDataNode(file string, data []byte) (*yaml.Node, ValidationErrors) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, nil
@@ -144,7 +145,11 @@ func userDataNode(file string, data []byte) (*yaml.Node, ValidationErrors) {
 	if strings.TrimRight(string(first), " \t\r") != "#cloud-config" {
 		return nil, ValidationErrors{{File: file, Line: 1, Column: 1, Message: "user-data must start with the line #cloud-config (scripts and MIME multipart are not supported)"}}
 	}
-	return parseYAML(file, data)
+	doc, errs := parseYAML(file, data)
+	if errs == nil && doc.Kind == 0 {
+		return nil, nil
+	}
+	return doc, errs
 }
 
 func (d *decoder) decodeUserData(doc *yaml.Node, ud *UserData) {
