@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -121,6 +122,7 @@ type Daemon struct {
 	net    *network.Reconciler
 	k3s    *k3sNode // nil without cairn.k3s
 	engine *update.Engine
+	built  atomic.Pointer[update.Engine] // engine, for readers outside Run
 }
 
 // New returns a daemon for cfg; Run starts it.
@@ -129,8 +131,8 @@ func New(cfg Config) *Daemon {
 	return &Daemon{cfg: cfg, log: cfg.Log}
 }
 
-// Engine is the update engine, once Run has built it.
-func (d *Daemon) Engine() *update.Engine { return d.engine }
+// Engine is the update engine once Run has built it, else nil.
+func (d *Daemon) Engine() *update.Engine { return d.built.Load() }
 
 // Run walks the boot phases and then serves until ctx ends: config →
 // host → desired state of the booted slot and clock floor → network
@@ -170,6 +172,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.engine, err = d.newEngine(); err != nil {
 		return err
 	}
+	d.built.Store(d.engine)
 	if err := d.serveAPI(ctx); err != nil {
 		return err
 	}

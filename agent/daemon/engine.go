@@ -52,9 +52,13 @@ func (d *Daemon) newEngine() (*update.Engine, error) {
 	if d.k3s != nil {
 		rebooter = &clusterRebooter{next: rebooter, node: d.k3s, log: d.log}
 	}
+	// The installer writes slot devices by their path, so it gets them
+	// under Root; the measured boot joins Root itself.
+	slots := *d.boot
+	slots.Device, slots.OtherDevice = d.cfg.path(slots.Device), d.cfg.path(slots.OtherDevice)
 	return update.NewEngine(update.EngineConfig{
 		StatePath: filepath.Join(stateDir, "state.json"),
-		Boot:      d.boot,
+		Boot:      &slots,
 		BootState: bootstate.New(d.env),
 		Channel:   checker,
 		Installer: &update.Installer{StateDir: stateDir, Root: d.cfg.Root, Log: d.log,
