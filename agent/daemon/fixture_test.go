@@ -15,7 +15,6 @@ import (
 
 	"github.com/vishvananda/netns"
 
-	"github.com/cairn-edge/cairn/agent"
 	"github.com/cairn-edge/cairn/agent/k3s"
 	"github.com/cairn-edge/cairn/agent/tpm"
 	"github.com/cairn-edge/cairn/images/channel"
@@ -323,4 +322,3 @@ func freePorts(t *testing.T, count int) int {
 	return 0
 }
 
-var _ = agent.ReleaseKeyPath
