@@ -19,7 +19,4 @@ const (
 	MachineIDPath = "/etc/machine-id"
 	// StateDir is the agent's state on the state partition (/var).
 	StateDir = "/var/lib/cairn"
-	// UserDataPath is the device's resolved #cloud-config, until the
-	// configuration loader provides the merged NoCloud sources.
-	UserDataPath = StateDir + "/cloud-init/user-data"
 )

@@ -5,12 +5,11 @@ package daemon
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
+
+	"github.com/cairn-edge/cairn/agent/config"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/vishvananda/netns"
@@ -41,15 +40,13 @@ type Config struct {
 	BootLocation bootstate.Location
 	TPM          string // TPM address; empty: Root's /dev/tpmrm0
 
-	// LoadConfig returns the device's resolved configuration. This is the
-	// seam of the configuration loader (NoCloud sources merged, last good
-	// kept); nil reads UserDataPath alone.
+	// LoadConfig returns the device's resolved configuration; nil is the
+	// device's own: NoCloud sources under Root merged and validated by
+	// agent/config, the last good configuration kept (config.go).
 	LoadConfig func(ctx context.Context) (*cloudinit.Config, error)
-	// UserDataPath is what a nil LoadConfig reads; agent.UserDataPath.
-	UserDataPath string
 	// ApplyHost applies the host part of the configuration (users, SSH keys,
-	// write_files, bootcmd/runcmd, sysctl, modules, timezone). It is the
-	// seam of the host configurator; nil skips the phase.
+	// write_files, bootcmd, sysctl, modules, timezone); nil is agent/host
+	// on Root when LoadConfig is nil too, and nothing otherwise.
 	ApplyHost func(ctx context.Context, cfg *cloudinit.Config) error
 
 	// NetNS is the network namespace the reconciler manages; its zero
@@ -86,7 +83,6 @@ func (c *Config) defaults() {
 	set(&c.VarDir, agent.StateDir)
 	set(&c.Socket, api.DefaultSocket)
 	set(&c.TrustedRoot, agent.TrustedRootPath)
-	set(&c.UserDataPath, agent.UserDataPath)
 	set(&c.ResolvConf, filepath.Join(c.Root, "etc/resolv.conf"))
 	if c.BootLocation == (bootstate.Location{}) {
 		c.BootLocation = bootstate.DefaultLocation()
@@ -123,6 +119,10 @@ type Daemon struct {
 	k3s    *k3sNode // nil without cairn.k3s
 	engine *update.Engine
 	built  atomic.Pointer[update.Engine] // engine, for readers outside Run
+	// config is what the device's config phase found; nil with an
+	// injected LoadConfig.
+	config  atomic.Pointer[config.Result]
+	hostErr error // the host configuration's failure, which keeps first boot pending
 }
 
 // New returns a daemon for cfg; Run starts it.
@@ -145,12 +145,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	d.device = cfg
-	if d.cfg.ApplyHost != nil {
-		if err := d.cfg.ApplyHost(ctx, cfg); err != nil {
-			// The host part must not keep the node from updating itself
-			// out of a bad config: log, and go on.
-			d.log.Error("host configuration", zap.Error(err))
-		}
+	if err := d.applyHost(ctx, cfg); err != nil {
+		// The host part must not keep the node from updating itself out of
+		// a bad config: log, and go on.
+		d.log.Error("host configuration", zap.Error(err))
 	}
 	if err := d.discover(); err != nil {
 		return err
@@ -162,6 +160,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.waitNetwork(ctx)
 	d.syncTime(ctx)
+	d.firstBootCommands(ctx)
 	if k := cfg.UserData.Cairn.K3s; k != nil {
 		if d.k3s, err = d.startK3s(ctx, k); err != nil {
 			// The gate's k3s check reports it; the engine must still run
@@ -195,18 +194,7 @@ func (d *Daemon) loadConfig(ctx context.Context) (*cloudinit.Config, error) {
 	if d.cfg.LoadConfig != nil {
 		return d.cfg.LoadConfig(ctx)
 	}
-	data, err := os.ReadFile(d.cfg.UserDataPath)
-	if errors.Is(err, os.ErrNotExist) {
-		return &cloudinit.Config{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("user-data: %w", err)
-	}
-	ud, err := cloudinit.ParseUserData(d.cfg.UserDataPath, data)
-	if err != nil {
-		return nil, err
-	}
-	return &cloudinit.Config{UserData: *ud}, nil
+	return d.loadDeviceConfig(ctx)
 }
 
 // discover finds the booted slot, opens the boot environment and reads the

@@ -157,7 +157,12 @@ func (d *Daemon) serveAPI(ctx context.Context) error {
 		return err
 	}
 	srv := &api.Server{Engine: d.engine, Log: d.log, Slots: func() (*agent.Status, error) {
-		return agent.SlotStatus(d.boot, agent.BootEnv{Kind: d.env.Kind, Path: d.env.Path, Env: d.env})
+		st, err := agent.SlotStatus(d.boot, agent.BootEnv{Kind: d.env.Kind, Path: d.env.Path, Env: d.env})
+		if err != nil {
+			return nil, err
+		}
+		st.Config = d.configStatus()
+		return st, nil
 	}}
 	go func() {
 		if err := srv.Serve(ctx, ln); err != nil && ctx.Err() == nil {

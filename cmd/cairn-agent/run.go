@@ -42,7 +42,6 @@ func newRunCmd(opts *cli.Options) *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&cfg.Root, "root", "/", "filesystem root of the device (/proc, /sys, boot env, /etc/cairn)")
-	fl.StringVar(&cfg.UserDataPath, "user-data", agent.UserDataPath, "the device's resolved #cloud-config")
 	fl.StringVar(&cfg.VarDir, "var-dir", agent.StateDir, "agent state on /var")
 	fl.StringVar(&cfg.TrustedRoot, "trusted-root", agent.TrustedRootPath, "the channel's TUF root baked into the image, under --root")
 	fl.StringVar(&cfg.Board, "board", "", "board name releases are selected for (default: contents of "+agent.BoardPath+")")
