@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +23,7 @@ import (
 	"github.com/cairn-edge/cairn/partitions/bootstate"
 	"github.com/cairn-edge/cairn/partitions/fakedevice"
 	"github.com/cairn-edge/cairn/partitions/grubenv"
+	"github.com/cairn-edge/cairn/tests/k3s-standin/k3stest"
 )
 
 const (
@@ -295,30 +294,11 @@ func (r *runners) stop(t *testing.T) {
 	r.all = nil
 }
 
-// freePorts finds count consecutive free TCP ports on 127.0.0.1.
 func freePorts(t *testing.T, count int) int {
 	t.Helper()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		ok := base+count <= 65535
-		for p := base + 1; ok && p < base+count; p++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			return base
-		}
+	base, err := k3stest.FreePorts(count)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no %d consecutive free ports", count)
-	return 0
+	return base
 }
-

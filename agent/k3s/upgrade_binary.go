@@ -18,7 +18,7 @@ import (
 // and the ones staged from the channel on /var. Link is the symlink k3s is
 // run through; switching versions swaps it atomically.
 type Binaries struct {
-	Image        string // k3s shipped in the OS image, e.g. /usr/bin/k3s
+	Image        string // k3s shipped in the OS image, e.g. /usr/local/bin/k3s
 	ImageVersion string // its version, from the release manifest
 	Dir          string // staged binaries, k3s-<version>, on /var
 	Link         string // the symlink the runner executes
@@ -120,6 +120,6 @@ func (b Binaries) Boot() error {
 // DefaultBinaries are the paths on a device: the image's k3s, staged ones
 // and the link on /var. ImageVersion comes from the release manifest.
 func DefaultBinaries(imageVersion string) Binaries {
-	return Binaries{Image: "/usr/bin/k3s", ImageVersion: imageVersion,
+	return Binaries{Image: "/usr/local/bin/k3s", ImageVersion: imageVersion,
 		Dir: "/var/lib/cairn/k3s/bin", Link: "/var/lib/cairn/k3s/k3s"}
 }

@@ -207,22 +207,18 @@ func (n *Node) SetReady() error {
 	return err
 }
 
-// freePorts finds count consecutive free TCP ports on 127.0.0.1 and returns
-// the first.
-func freePorts(t testing.TB, count int) int {
-	t.Helper()
+// FreePorts finds count consecutive free TCP ports on 127.0.0.1 and returns
+// the first: a stand-in server takes several (supervisor, apiserver, etcd).
+func FreePorts(count int) (int, error) {
 	for range 100 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatal(err)
+			return 0, err
 		}
 		base := ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
-		if base+count > 65535 {
-			continue
-		}
-		ok := true
-		for p := base + 1; p < base+count; p++ {
+		ok := base+count <= 65535
+		for p := base + 1; ok && p < base+count; p++ {
 			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
 			if err != nil {
 				ok = false
@@ -231,11 +227,19 @@ func freePorts(t testing.TB, count int) int {
 			l.Close()
 		}
 		if ok {
-			return base
+			return base, nil
 		}
 	}
-	t.Fatalf("no %d consecutive free ports", count)
-	return 0
+	return 0, fmt.Errorf("no %d consecutive free ports on 127.0.0.1", count)
+}
+
+func freePorts(t testing.TB, count int) int {
+	t.Helper()
+	base, err := FreePorts(count)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base
 }
 
 // SupervisorHost is the host:port of the server's supervisor.
