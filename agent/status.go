@@ -38,6 +38,18 @@ type Status struct {
 	Measurement *MeasurementStatus `json:"measurement,omitempty"`
 	// Config is the device configuration the agent runs, when loaded.
 	Config *ConfigStatus `json:"config,omitempty"`
+	// K3s is the node's k3s and its upgrades, when the device runs k3s.
+	K3s *K3sStatus `json:"k3s,omitempty"`
+}
+
+// K3sStatus is the k3s line of status: the version running, one staged
+// for an upgrade, how the last upgrade ended, and versions that rolled
+// back and are not tried again.
+type K3sStatus struct {
+	Running     string   `json:"running"`
+	Staged      string   `json:"staged,omitempty"`
+	LastUpgrade string   `json:"last_upgrade"`
+	Bad         []string `json:"bad,omitempty"`
 }
 
 // ConfigStatus says which configuration the device runs and what is wrong
@@ -118,6 +130,7 @@ func (s *Status) WriteText(w io.Writer) error {
 		fmt.Fprintf(tw, "measured boot: %s\n", m.Summary)
 	}
 	s.Config.writeText(tw)
+	s.K3s.writeText(tw)
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "SLOT\tPARTITION\tVERSION\tPRIORITY\tTRIES\tOK\tBOOTED\tNEXT BOOT")
 	for _, r := range s.Slots {
@@ -145,6 +158,21 @@ func (c *ConfigStatus) writeText(w io.Writer) {
 	for _, e := range c.Errors {
 		fmt.Fprintf(w, "config error: %s\n", e)
 	}
+}
+
+func (k *K3sStatus) writeText(w io.Writer) {
+	if k == nil {
+		return
+	}
+	fmt.Fprintf(w, "k3s: running %s", dash(k.Running))
+	if k.Staged != "" {
+		fmt.Fprintf(w, ", staged %s", k.Staged)
+	}
+	fmt.Fprintf(w, "; last upgrade: %s", k.LastUpgrade)
+	if len(k.Bad) > 0 {
+		fmt.Fprintf(w, "; not retried: %s", strings.Join(k.Bad, ", "))
+	}
+	fmt.Fprintln(w)
 }
 
 func slotDevice(boot *partitions.Boot, slot partitions.Slot) string {
