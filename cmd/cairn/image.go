@@ -22,7 +22,7 @@ func newImageCmd(opts *cli.Options) *cobra.Command {
 		Use:   "image",
 		Short: "Build a board's root filesystem and flashable disk images",
 	}
-	cmd.AddCommand(newImageRootfsCmd(opts), newImageBuildCmd(opts))
+	cmd.AddCommand(newImageRootfsCmd(opts), newImageBuildCmd(opts), newImagePXECmd(opts))
 	return cmd
 }
 
@@ -80,6 +80,10 @@ func newImageRootfsCmd(opts *cli.Options) *cobra.Command {
 			logf := progress(cmd.ErrOrStderr())
 			deb, err := rootfs.ForBoard(b, "/etc/apt", epoch)
 			if err != nil {
+				return err
+			}
+			// A foreign root's maintainer scripts run under qemu-user-static.
+			if err := rootfs.EnableArch(b.Arch); err != nil {
 				return err
 			}
 			base, err := rootfs.Bootstrap(cmd.Context(), deb, cache, logf)
@@ -166,6 +170,53 @@ func (s imageSummary) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "  %s  sha256 %s\n", s.Bmap.Path, s.Bmap.SHA256)
 	if s.Zstd != nil {
 		fmt.Fprintf(w, "  %s  %s  sha256 %s\n", s.Zstd.Path, partitions.FormatSize(s.Zstd.Bytes), s.Zstd.SHA256)
+	}
+	return nil
+}
+
+func newImagePXECmd(opts *cli.Options) *cobra.Command {
+	var board string
+	var o disk.PXEOptions
+	cmd := &cobra.Command{
+		Use:   "pxe",
+		Short: "Write a PXE bundle: kernel, initramfs, slot image, boot partition and iPXE scripts",
+		Long: "Write a network boot bundle into a new directory, to be served over HTTP at --base-url:\n" +
+			"boot.ipxe runs the slot image from RAM (cairn.pxe=diskless); with --install-disk,\n" +
+			"install.ipxe writes the full disk layout onto that disk and reboots into it.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b, err := boards.Load(board)
+			if err != nil {
+				return err
+			}
+			if o.Slot == "" || o.Out == "" || o.BaseURL == "" {
+				return fmt.Errorf("--slot, --out and --base-url are required")
+			}
+			o.Board = b
+			o.SourceDateEpoch = sourceDateEpoch()
+			o.Logf = progress(cmd.ErrOrStderr())
+			res, err := disk.BuildPXE(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			return opts.Print(cmd.OutOrStdout(), pxeSummary{res})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&board, "board", "", "board name (cairn boards)")
+	f.StringVar(&o.Slot, "slot", "", "slot image (cairn slot build)")
+	f.StringVar(&o.Out, "out", "", "directory to create")
+	f.StringVar(&o.BaseURL, "base-url", "", "URL the directory is served at, as the machines see it (http://...)")
+	f.StringVar(&o.InstallDisk, "install-disk", "", "also write install.ipxe, installing onto this disk (e.g. /dev/sda)")
+	return cmd
+}
+
+type pxeSummary struct{ *disk.PXEResult }
+
+func (s pxeSummary) WriteText(w io.Writer) error {
+	fmt.Fprintf(w, "PXE bundle for %s, release %s, built in %.1fs\n", s.Board, s.Release, s.Seconds)
+	for _, a := range s.Files {
+		fmt.Fprintf(w, "  %s  %s  sha256 %s\n", a.Path, partitions.FormatSize(a.Bytes), a.SHA256)
 	}
 	return nil
 }

@@ -69,45 +69,70 @@ func run(ctx context.Context, name string, args ...string) error {
 	return nil
 }
 
-// writeBoot fills the boot partition: GRUB EFI and its environment block on
-// UEFI boards; boot.scr, firmware and the redundant environment on U-Boot
-// boards (docs/boards.md).
+// writeBoot fills the boot partition: its filesystem (bootFS), then on
+// U-Boot boards the redundant environment after it.
 func writeBoot(ctx context.Context, disk *os.File, plan *partitions.Plan, layout *partitions.Layout, opts Options, vars []bootstate.Var, work string) error {
-	b := opts.Board
+	img, p, err := bootFS(ctx, plan, layout, opts, vars, work)
+	if err != nil {
+		return err
+	}
+	if err := copyFile(ctx, disk, int64(p.FirstLBA)*partitions.SectorSize, img); err != nil {
+		return err
+	}
+	return writeBootEnv(disk, opts.Board, p, vars)
+}
+
+// bootPartition is the board's boot partition in plan.
+func bootPartition(b *boards.Board, plan *partitions.Plan) (partitions.PartitionInfo, error) {
 	label := partitions.LabelEFI
 	if b.Bootloader == boards.UBoot {
 		label = partitions.LabelBoot
 	}
 	p, ok := plan.Partition(label)
 	if !ok {
-		return fmt.Errorf("layout %s has no %s", layout.Name, label)
+		return p, fmt.Errorf("layout %s has no %s", plan.Layout, label)
 	}
-	start := int64(p.FirstLBA) * partitions.SectorSize
+	return p, nil
+}
+
+// bootFS makes the boot partition's FAT filesystem in work: GRUB EFI and
+// its environment block on UEFI boards; boot.scr and firmware on U-Boot
+// boards, whose filesystem ends uboot.ReservedTail before the partition
+// (docs/boards.md).
+func bootFS(ctx context.Context, plan *partitions.Plan, layout *partitions.Layout, opts Options, vars []bootstate.Var, work string) (string, partitions.PartitionInfo, error) {
+	b := opts.Board
+	p, err := bootPartition(b, plan)
+	if err != nil {
+		return "", p, err
+	}
 	fsBytes := p.Bytes
 	if b.Bootloader == boards.UBoot {
 		fsBytes -= uboot.ReservedTail
 	}
 	img := filepath.Join(work, "boot.fat")
-	fs, err := newFAT(ctx, img, label, plan.DiskGUID, fsBytes, opts.SourceDateEpoch)
+	fs, err := newFAT(ctx, img, p.Label, plan.DiskGUID, fsBytes, opts.SourceDateEpoch)
 	if err != nil {
-		return err
+		return "", p, err
 	}
 	files, err := bootFiles(ctx, opts, layout, vars, work)
 	if err != nil {
-		return err
+		return "", p, err
 	}
 	for _, name := range sortedKeys(files) {
 		if err := fs.add(ctx, name, files[name]); err != nil {
-			return err
+			return "", p, err
 		}
 	}
-	if err := copyFile(ctx, disk, start, img); err != nil {
-		return err
-	}
+	return img, p, nil
+}
+
+// writeBootEnv formats the boot-state environment of U-Boot boards on the
+// boot partition p of disk; GRUB boards keep theirs in the filesystem.
+func writeBootEnv(disk *os.File, b *boards.Board, p partitions.PartitionInfo, vars []bootstate.Var) error {
 	if b.Bootloader != boards.UBoot {
 		return nil
 	}
-	regions, err := uboot.EnvRegions(disk, start, p.Bytes)
+	regions, err := uboot.EnvRegions(disk, int64(p.FirstLBA)*partitions.SectorSize, p.Bytes)
 	if err != nil {
 		return err
 	}

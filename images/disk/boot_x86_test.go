@@ -42,6 +42,8 @@ func swtpm(t *testing.T) []string {
 	return []string{"-chardev", "socket,id=chrtpm,path=" + sock, "-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0"}
 }
 
+// qemuX86 runs OVMF with the disk image disk as its first boot device;
+// disk "" leaves the machine without one.
 func qemuX86(t *testing.T, disk string, extra ...string) []string {
 	vars := filepath.Join(t.TempDir(), "OVMF_VARS.fd")
 	data, err := os.ReadFile(ovmfVars)
@@ -51,12 +53,13 @@ func qemuX86(t *testing.T, disk string, extra ...string) []string {
 	if err := os.WriteFile(vars, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"-accel", "tcg", "-M", "q35", "-m", "1024", "-smp", "1", "-nographic", "-no-user-config", "-nodefaults",
+	args := []string{"-accel", "tcg", "-M", "q35", "-m", "2048", "-smp", "1", "-nographic", "-no-user-config", "-nodefaults",
 		"-serial", "stdio", "-net", "none",
 		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + ovmfCode,
-		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
-		"-drive", "if=none,id=disk,format=raw,file=" + disk,
-		"-device", "virtio-blk-pci,drive=disk"}
+		"-drive", "if=pflash,format=raw,unit=1,file=" + vars}
+	if disk != "" {
+		args = append(args, "-drive", "if=none,id=disk,format=raw,file="+disk, "-device", "virtio-blk-pci,drive=disk,bootindex=1")
+	}
 	return append(args, extra...)
 }
 

@@ -1,7 +1,8 @@
-// Package disk builds a flashable Cairn disk image for a board: the GPT of
-// its layout, slot A (and optionally B), the bootloader and its boot state
-// on the boot partition, an optional CIDATA seed, and the .bmap and .zst
-// that go with the image.
+// Package disk lays out a Cairn disk for a board: the GPT of its layout,
+// slot A (and optionally B), the bootloader and its boot state on the boot
+// partition, an optional CIDATA seed; written as a flashable image with its
+// .bmap and .zst, onto a device by a network install, or served as a PXE
+// bundle.
 package disk
 
 import (
@@ -17,7 +18,6 @@ import (
 	"time"
 
 	"github.com/cairn-edge/cairn/boards"
-	"github.com/cairn-edge/cairn/images/footer"
 	"github.com/cairn-edge/cairn/partitions"
 	"github.com/cairn-edge/cairn/partitions/bootstate"
 )
@@ -78,23 +78,11 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		logf = func(string, ...any) {}
 	}
 	b := opts.Board
-	layout, err := partitions.LoadLayout(b.Layout)
-	if err != nil {
-		return nil, err
-	}
 	withCIData := opts.UserData != nil
-	plan, err := layout.Plan(layout.MinDiskBytes(withCIData), withCIData)
+	plan, layout, fa, err := planFor(b, opts.SlotA, 0, withCIData)
 	if err != nil {
 		return nil, err
 	}
-	fa, err := footer.ReadFromDevice(opts.SlotA)
-	if err != nil {
-		return nil, fmt.Errorf("slot A %s: %w", opts.SlotA, err)
-	}
-	if fa.Manifest.Board != b.Name {
-		return nil, fmt.Errorf("slot A %s: built for board %q, not %q", opts.SlotA, fa.Manifest.Board, b.Name)
-	}
-	plan.Seed(b.Name + "\x00" + fa.Manifest.Version)
 	work, err := os.MkdirTemp(filepath.Dir(opts.Out), "."+filepath.Base(opts.Out)+".work-*")
 	if err != nil {
 		return nil, fmt.Errorf("disk %s: %w", opts.Out, err)

@@ -20,7 +20,17 @@ import (
 // superblock carrying one flipped byte: dm-verity refuses the block,
 // cairn-init reboots, GRUB has spent B's try and boots A.
 func TestFlippedSlotIsRefusedAndTheBootloaderFallsBack(t *testing.T) {
-	r := newRelease(t, "qemu-x86_64")
+	boottest.Require(t, "qemu-system-x86_64", ovmfCode)
+	out := flippedBOnTrial(t, newRelease(t, "qemu-x86_64"))
+	text, took := console(t, 10*time.Minute, agentUp, "qemu-system-x86_64", qemuX86(t, out)...)
+	checkFellBack(t, text, took)
+}
+
+// flippedBOnTrial builds a disk with release 1.0.0 in A (committed) and
+// 1.1.0 in B on trial with one try, B's filesystem superblock carrying one
+// flipped byte.
+func flippedBOnTrial(t *testing.T, r *testRelease) string {
+	t.Helper()
 	dir := t.TempDir()
 	slotA, slotB := filepath.Join(dir, "a.img"), filepath.Join(dir, "b.img")
 	r.slotImage(t, "1.0.0", slotA)
@@ -35,8 +45,13 @@ func TestFlippedSlotIsRefusedAndTheBootloaderFallsBack(t *testing.T) {
 		BootVars: vars, NoCompress: true, SourceDateEpoch: testEpoch}); err != nil {
 		t.Fatal(err)
 	}
-	boottest.Require(t, "qemu-system-x86_64", ovmfCode)
-	text, took := console(t, 10*time.Minute, agentUp, "qemu-system-x86_64", qemuX86(t, out)...)
+	return out
+}
+
+// checkFellBack checks that the console shows cairn-init refusing B and
+// the agent running in A afterwards.
+func checkFellBack(t *testing.T, text string, took time.Duration) {
+	t.Helper()
 	t.Logf("refused B and booted A to cairn-agent in %v", took.Round(time.Second))
 	refused := regexp.MustCompile(`cairn-init: boot failed: slot B: slot refused: mount /dev/mapper/cairn-root .*: input/output error`)
 	if !refused.MatchString(text) {

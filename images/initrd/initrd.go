@@ -49,14 +49,18 @@ type Config struct {
 	Console io.Writer
 	// DeviceTimeout bounds the wait for the slot and state partitions.
 	DeviceTimeout time.Duration
+	// Install writes a disk for cairn.install=.
+	Install Installer
 }
 
 func (c *Config) logf(format string, args ...any) {
 	fmt.Fprintf(c.Console, "cairn-init: "+format+"\n", args...)
 }
 
-// Run boots the slot named on the kernel command line and does not return
-// on success: the process becomes systemd.
+// Run boots the slot named on the kernel command line, or the slot image
+// a network boot names (cairn.pxe=diskless, cairn.install=DISK), and does
+// not return on success: the process becomes systemd, or the machine
+// reboots into what was installed.
 func Run(ctx context.Context, c Config) error {
 	if err := mountEarly(); err != nil {
 		return err
@@ -64,6 +68,23 @@ func Run(ctx context.Context, c Config) error {
 	if err := loadModules("/"); err != nil {
 		return err
 	}
+	params, err := readCmdline("/")
+	if err != nil {
+		return err
+	}
+	switch mode := params[ParamPXE]; {
+	case params[ParamInstall] != "":
+		return runInstall(ctx, c, params)
+	case mode == "diskless":
+		return runDiskless(ctx, c, params)
+	case mode != "":
+		return fmt.Errorf("%w: %s=%s: the mode is diskless (or cairn.install=DISK)", ErrCmdline, ParamPXE, mode)
+	}
+	return runSlot(ctx, c)
+}
+
+// runSlot boots the slot partition the bootloader chose.
+func runSlot(ctx context.Context, c Config) error {
 	slot, err := partitions.CmdlineSlot("/")
 	if err != nil {
 		return err
@@ -77,27 +98,42 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return fmt.Errorf("slot %s: %w", slot, err)
 	}
-	c.logf("slot %s: release %s for %s, signature good, verity root %x", slot, f.Manifest.Version, f.Manifest.Board, f.RootHash)
-	root, err := SetupVerity("/dev", VerityName, dev, f)
+	root, err := mountVerified(ctx, c, string(slot), dev, f)
 	if err != nil {
-		return fmt.Errorf("slot %s: %w: %w", slot, ErrRefused, err)
-	}
-	measure(ctx, c, slot, f)
-	if err := os.MkdirAll(Sysroot, 0o755); err != nil {
-		return err
-	}
-	if err := unix.Mount(root, Sysroot, "ext4", unix.MS_RDONLY, ""); err != nil {
-		return fmt.Errorf("slot %s: %w: mount %s (dm-verity over %s) read-only: %w", slot, ErrRefused, root, dev, err)
+		return fmt.Errorf("slot %s: %w", slot, err)
 	}
 	state, err := waitForLabel(ctx, partitions.LabelState, c.DeviceTimeout)
 	if err != nil {
 		return err
+	}
+	if err := growStatePartition(state, f.Manifest.Board, c.logf); err != nil {
+		// A state partition that cannot grow still holds the device's data.
+		c.logf("state %s: not grown to the end of its disk: %v", state, err)
 	}
 	if err := mountState(Sysroot, state, c.logf); err != nil {
 		return fmt.Errorf("state %s: %w", state, err)
 	}
 	c.logf("root %s read-only, state %s on /var; starting %s", root, state, Init)
 	return mount.SwitchRoot(Sysroot, Init)
+}
+
+// mountVerified sets up dm-verity over dev from its checked footer,
+// measures the slot (named name in the TPM log) and mounts the verified
+// root read-only at Sysroot.
+func mountVerified(ctx context.Context, c Config, name, dev string, f *footer.Footer) (string, error) {
+	c.logf("slot %s: release %s for %s, signature good, verity root %x", name, f.Manifest.Version, f.Manifest.Board, f.RootHash)
+	root, err := SetupVerity("/dev", VerityName, dev, f)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	measure(ctx, c, name, f)
+	if err := os.MkdirAll(Sysroot, 0o755); err != nil {
+		return "", err
+	}
+	if err := unix.Mount(root, Sysroot, "ext4", unix.MS_RDONLY, ""); err != nil {
+		return "", fmt.Errorf("%w: mount %s (dm-verity over %s) read-only: %w", ErrRefused, root, dev, err)
+	}
+	return root, nil
 }
 
 // mountEarly mounts what the kernel does not: /proc, /sys, /dev, /run.
@@ -161,12 +197,12 @@ func checkFooter(dev string) (*footer.Footer, error) {
 // is a TPM. A TPM that fails leaves the slot unmeasured, which the agent
 // reports and its health gate judges (require_tpm); secrets sealed to the
 // PCR stay sealed either way.
-func measure(ctx context.Context, c Config, slot partitions.Slot, f *footer.Footer) {
+func measure(ctx context.Context, c Config, slot string, f *footer.Footer) {
 	if _, err := os.Stat(tpm.DefaultDevice); err != nil {
 		c.logf("no TPM (%s): slot %s unmeasured", tpm.DefaultDevice, slot)
 		return
 	}
-	id, err := f.Identity(string(slot))
+	id, err := f.Identity(slot)
 	if err == nil {
 		var t *tpm.TPM
 		if t, err = tpm.Open(ctx, tpm.DefaultDevice); err == nil {

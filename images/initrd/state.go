@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 
@@ -45,17 +44,9 @@ func hasExt4(dev string) (bool, error) {
 }
 
 // formatState makes the ext4 filesystem of a new state partition with the
-// root filesystem's own mkfs.ext4, run chrooted into sysroot (whose /dev
-// must then be mounted), so that the initramfs carries no e2fsprogs.
+// root filesystem's own mkfs.ext4.
 func formatState(sysroot, dev string) error {
-	cmd := exec.Command("/sbin/mkfs.ext4", "-q", "-F", "-L", "cairn-state", "-E", "lazy_itable_init=1,lazy_journal_init=1", dev)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: sysroot}
-	cmd.Dir = "/"
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("mkfs.ext4 %s: %w: %s", dev, err, out)
-	}
-	return nil
+	return inRoot(sysroot, "/sbin/mkfs.ext4", "-q", "-F", "-L", "cairn-state", "-E", "lazy_itable_init=1,lazy_journal_init=1", dev)
 }
 
 // seedState fills a new state filesystem mounted at dst: the image's /var
@@ -146,25 +137,21 @@ func copyFile(src, dst string, perm fs.FileMode) error {
 }
 
 // mountState mounts the state partition at sysroot/var, creating its
-// filesystem on first boot. The root filesystem's /dev is mounted while
-// mkfs.ext4 runs from it.
+// filesystem on first boot and growing it when its partition has grown.
 func mountState(sysroot, dev string, logf func(string, ...any)) error {
 	ok, err := hasExt4(dev)
 	if err != nil {
 		return err
 	}
 	varDir := filepath.Join(sysroot, "var")
-	if !ok {
+	if ok {
+		if err := growState(sysroot, dev, logf); err != nil {
+			// A state that cannot grow still holds the device's data.
+			logf("state %s: not grown: %v", dev, err)
+		}
+	} else {
 		logf("first boot: creating the state filesystem on %s", dev)
-		devDir := filepath.Join(sysroot, "dev")
-		if err := unix.Mount("/dev", devDir, "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("bind /dev into %s: %w", sysroot, err)
-		}
-		err := formatState(sysroot, dev)
-		if uerr := unix.Unmount(devDir, 0); err == nil && uerr != nil {
-			err = fmt.Errorf("unmount %s: %w", devDir, uerr)
-		}
-		if err != nil {
+		if err := formatState(sysroot, dev); err != nil {
 			return err
 		}
 		staging := "/run/cairn/state"

@@ -6,10 +6,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/cairn-edge/cairn/boards"
 	"github.com/cairn-edge/cairn/images/initrd"
+	"github.com/cairn-edge/cairn/images/kmod"
 	"github.com/cairn-edge/cairn/images/systemd"
 	"github.com/cairn-edge/cairn/partitions"
 	"github.com/cairn-edge/cairn/partitions/uboot"
@@ -242,11 +244,22 @@ func installKernel(root string, c Cairn) error {
 			return err
 		}
 	}
+	modules := slices.Clone(c.Board.InitrdModules)
+	for _, m := range NetbootModules {
+		if _, err := kmod.ResolveModules(mods[0], []string{m}); err == nil {
+			modules = append(modules, m)
+		}
+	}
 	return WriteInitramfs(filepath.Join(root, InitrdPath), Initramfs{
 		Init: c.Init, ReleaseKeyPEM: c.ReleaseKeyPEM, Board: c.Board.Name,
-		ModulesDir: mods[0], Modules: c.Board.InitrdModules,
+		ModulesDir: mods[0], Modules: modules,
 	})
 }
+
+// NetbootModules go into every initramfs whose kernel has them, so that the
+// same initramfs can boot from the network (docs/images.md, "PXE"): loop
+// devices for a slot image in RAM and the common wired NICs.
+var NetbootModules = []string{"loop", "virtio_net", "e1000e", "igb", "r8169"}
 
 func writeFile(path string, data []byte, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
