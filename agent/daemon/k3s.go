@@ -41,6 +41,17 @@ type K3sSetup struct {
 	ContainerdSocket  string
 	DrainTimeout      time.Duration // 5 minutes when zero
 	LeaseWait         time.Duration // longest wait for the reboot lease; 15 minutes when zero
+
+	// UpgradeState is the k3s upgrade record (k3s.UpgradeState); VAR/k3s/upgrade.json.
+	UpgradeState string
+	// UpgradeTimeout bounds how long a new k3s has to get ready before it
+	// is rolled back; 10 minutes when zero.
+	UpgradeTimeout time.Duration
+	// UpgradeInterval is how often the channel is asked for a newer k3s;
+	// the daemon's PollInterval when zero.
+	UpgradeInterval time.Duration
+	SnapshotDir     string // datastore snapshots; VAR/k3s/snapshots
+	SnapshotKeep    int    // snapshots kept; 3 when zero
 }
 
 func (s *K3sSetup) defaults(varDir string) {
@@ -67,6 +78,14 @@ func (s *K3sSetup) defaults(varDir string) {
 	if s.DrainTimeout == 0 {
 		s.DrainTimeout = 5 * time.Minute
 	}
+	set(&s.UpgradeState, filepath.Join(varDir, "k3s/upgrade.json"))
+	set(&s.SnapshotDir, filepath.Join(varDir, "k3s/snapshots"))
+	if s.UpgradeTimeout == 0 {
+		s.UpgradeTimeout = 10 * time.Minute
+	}
+	if s.SnapshotKeep == 0 {
+		s.SnapshotKeep = 3
+	}
 	if s.LeaseWait == 0 {
 		s.LeaseWait = 15 * time.Minute
 	}
@@ -83,8 +102,10 @@ type k3sNode struct {
 	name   string
 	runner k3s.Runner
 	probe  k3s.Probe
-	info   k3s.NodeInfo
-	log    *zap.Logger
+	// dataDir is k3s's data dir, where a server's datastore lives.
+	dataDir string
+	info    k3s.NodeInfo
+	log     *zap.Logger
 
 	mu      sync.Mutex
 	phase   update.Phase // the update state to publish next
@@ -97,7 +118,8 @@ type k3sNode struct {
 func (d *Daemon) startK3s(ctx context.Context, c *cloudinit.K3s) (*k3sNode, error) {
 	s := d.cfg.K3s
 	spec := k3s.SpecFromConfig(c)
-	n := &k3sNode{setup: s, role: spec.Role, name: nodeName(s, spec, d.device), log: d.log.Named("k3s"),
+	imageVersionErr := s.imageVersion(ctx)
+	n := &k3sNode{setup: s, role: spec.Role, name: nodeName(s, spec, d.device), log: d.log.Named("k3s"), dataDir: dataDir(spec),
 		info:    k3s.NodeInfo{OSVersion: d.osVersion(), Slot: strings.ToLower(string(d.boot.Slot))},
 		publish: make(chan struct{}, 1)}
 	if spec.Role == k3s.RoleServer {
@@ -106,6 +128,10 @@ func (d *Daemon) startK3s(ctx context.Context, c *cloudinit.K3s) (*k3sNode, erro
 		n.probe = k3s.AgentProbe{KubeletHealthzURL: s.KubeletHealthzURL, KubeletKubeconfig: s.KubeletKubeconfig, NodeName: n.name}
 	}
 	go n.publisher(ctx)
+	if imageVersionErr != nil {
+		// Without it, a staged k3s cannot be compared with the image's.
+		n.log.Warn("k3s image binary", zap.Error(imageVersionErr))
+	}
 	if err := s.Binaries.Boot(); err != nil {
 		return n, fmt.Errorf("k3s binary: %w", err)
 	}
@@ -135,7 +161,19 @@ func (d *Daemon) startK3s(ctx context.Context, c *cloudinit.K3s) (*k3sNode, erro
 	if changes.Images && len(spec.AirgapImages) > 0 {
 		go n.importImages(ctx, spec.AirgapImages)
 	}
+	go d.followK3sUpgrades(ctx, n)
 	return n, nil
+}
+
+// imageVersion asks the image's k3s for its version when the setup does
+// not say it.
+func (s *K3sSetup) imageVersion(ctx context.Context) error {
+	if s.Binaries.ImageVersion != "" {
+		return nil
+	}
+	v, err := k3s.BinaryVersion(ctx, s.Binaries.Image)
+	s.Binaries.ImageVersion = v
+	return err
 }
 
 // nodeName is the name k3s registers the node under.

@@ -30,6 +30,11 @@ type UpgradeState struct {
 	Staged string         `json:"staged,omitempty"` // version downloaded and staged, not yet running
 	Last   *UpgradeRecord `json:"last,omitempty"`
 	Bad    []BadVersion   `json:"bad,omitempty"`
+	// Artifact is the SHA-256 of the last k3s binary downloaded, as the
+	// signed manifest names it, and ArtifactVersion what it said it is:
+	// a binary seen before needs no second download to be judged.
+	Artifact        string `json:"artifact,omitempty"`
+	ArtifactVersion string `json:"artifact_version,omitempty"`
 }
 
 // UpgradeRecord is one upgrade attempt.
