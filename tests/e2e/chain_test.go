@@ -1,0 +1,59 @@
+package e2e
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestDeviceUpdatesRollsBackAndRecovers boots a qemu-x86_64 device (OVMF,
+// GRUB, swtpm) from a disk with 1.0.0 and takes it through the scenarios
+// of docs/e2e.md on the same disk, asserting on what the device itself
+// prints: `cairn-agent status --output json` and `cairn-agent attest`.
+func TestDeviceUpdatesRollsBackAndRecovers(t *testing.T) {
+	require(t)
+	tm := newTimings(t)
+	start := time.Now()
+	art := build(t, "qemu-x86_64")
+	tm.add(map[bool]string{true: "build (cached)", false: "build releases and disk"}[art.Took == 0], time.Since(start))
+	start = time.Now()
+	lab, err := NewLab(context.Background(), art, t.TempDir(), consoleForDebugging())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab.Logf, lab.Timing = t.Logf, func(step string, d time.Duration) { tm.add("  "+step, d) }
+	t.Cleanup(func() {
+		if t.Failed() && lab.Device.Machine != nil {
+			t.Logf("console:\n%s", lab.Device.Machine.Console().Tail(12000))
+		}
+		lab.Close()
+	})
+	tm.add("k3s server on the host, channel, device", time.Since(start))
+	for _, s := range []struct {
+		name    string
+		run     func(context.Context) (*Step, error)
+		timeout time.Duration
+	}{
+		{"1_first_boot", lab.FirstBoot, 12 * time.Minute},
+		{"2_update_commits", lab.UpdateCommits, 12 * time.Minute},
+		{"3_bad_release_rolls_back", lab.BadReleaseRollsBack, 15 * time.Minute},
+		{"4_kernel_panic_falls_back", lab.KernelPanicFallsBack, 15 * time.Minute},
+		{"5_tampered_release_is_refused", lab.TamperedReleaseIsRefused, 10 * time.Minute},
+		{"6_power_cut_resumes", lab.PowerCutResumes, 15 * time.Minute},
+	} {
+		start := time.Now()
+		ok := t.Run(s.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+			defer cancel()
+			step, err := s.run(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: %s in slot %s after %v", step.Release, step.Result, step.Slot, step.Took.Round(time.Second))
+		})
+		tm.add("scenario "+s.name, time.Since(start))
+		if !ok {
+			t.Fatalf("scenario %s failed; the chain stops here", s.name)
+		}
+	}
+}

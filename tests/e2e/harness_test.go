@@ -1,0 +1,73 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/cairn-edge/cairn/agent"
+	"github.com/cairn-edge/cairn/agent/api"
+)
+
+// TestTamperedImageDiffersInOneByteAlsoWhenResumed serves an image through
+// the channel's tampering with and without a Range request: exactly the
+// middle byte differs from the file.
+func TestTamperedImageDiffersInOneByteAlsoWhenResumed(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "repository", "targets", "b", "1.4.0")
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("0123456789abcdef"), 4096)
+	if err := os.WriteFile(filepath.Join(target, "x.img.zst"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := &Channel{Dir: dir, nonces: map[string]bool{}}
+	c.Tamper("1.4.0")
+	srv := httptest.NewServer(c)
+	defer srv.Close()
+	for _, from := range []int{0, len(data) / 4} {
+		req, _ := http.NewRequest("GET", srv.URL+"/targets/b/1.4.0/x.img.zst", nil)
+		if from > 0 {
+			req.Header.Set("Range", "bytes="+strconv.Itoa(from)+"-")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var diffs []int
+		for i := range got {
+			if got[i] != data[from+i] {
+				diffs = append(diffs, from+i)
+			}
+		}
+		if len(diffs) != 1 || diffs[0] != len(data)/2 {
+			t.Errorf("from %d: bytes differing at %v, want only %d", from, diffs, len(data)/2)
+		}
+	}
+	if _, ranges := c.Served(); !resumedFromOffset(ranges) {
+		t.Errorf("ranges %q: the resumed request is not seen", ranges)
+	}
+}
+
+
+// TestStatusesSkipGarbledLines reads the reporter's lines: a line cut by a
+// kernel message is skipped, a whole one is decoded.
+func TestStatusesSkipGarbledLines(t *testing.T) {
+	raw, _ := json.Marshal(api.DeviceStatus{Status: &agent.Status{Booted: "B"}})
+	line := base64.StdEncoding.EncodeToString(raw)
+	console := "cairn-e2e status " + line[:10] + "\n[  12.3] kernel says\n" + "cairn-e2e status " + line + "\n"
+	got := Statuses(console, 0)
+	if len(got) != 1 || got[0].Booted() != "B" || got[0].Offset != len(console)-1 {
+		t.Fatalf("Statuses = %+v, want the one whole line", got)
+	}
+}

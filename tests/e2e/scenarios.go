@@ -1,0 +1,159 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cairn-edge/cairn/agent/update"
+	"github.com/cairn-edge/cairn/partitions"
+)
+
+// The scenarios of docs/e2e.md. Each returns what the device ended with,
+// and an error naming every expectation the device's own status broke.
+
+// FirstBoot powers the device on: DHCP, its node joins the host's k3s
+// server and is Ready, slot A is committed, and the attestation it prints
+// verifies on the host as release 1.0.0 in slot A.
+func (l *Lab) FirstBoot(ctx context.Context) (*Step, error) {
+	m, err := l.Device.PowerOn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := m.WaitStatus(ctx, 0, func(s *Status) bool { return s.Update != nil })
+	if err != nil {
+		return nil, err
+	}
+	l.Timing("power on to the agent answering", m.Uptime())
+	var errs []error
+	if st.Booted() != partitions.SlotA || !st.Slot(partitions.SlotA).OK {
+		errs = append(errs, fmt.Errorf("first boot: %s, want slot A booted and committed", st.Describe()))
+	}
+	if v := st.MeasuredVersion(); v != "1.0.0" {
+		errs = append(errs, fmt.Errorf("measured release %q, want 1.0.0: %s", v, st.Describe()))
+	}
+	node, err := l.K3s.WaitNode(ctx, func(n Node) bool { return n.Ready })
+	if err != nil {
+		return nil, errors.Join(append(errs, err)...)
+	}
+	l.Timing("power on to the node Ready on the server", m.Uptime())
+	l.Logf("node %s is Ready on the k3s server", node.Name)
+	if err := l.verifyAttestation(ctx, m, 0, "1.0.0", partitions.SlotA); err != nil {
+		errs = append(errs, err)
+	}
+	return &Step{Release: "1.0.0", Slot: "A", Result: "committed (first boot)", Took: m.Uptime()}, errors.Join(errs...)
+}
+
+func (l *Lab) verifyAttestation(ctx context.Context, m *Machine, from int, version string, slot partitions.Slot) error {
+	a, _, err := m.WaitAttestation(ctx, from)
+	if err != nil {
+		return err
+	}
+	v, err := l.Channel.Verify(ctx, a, l.Dir)
+	if err != nil {
+		return err
+	}
+	if v.Release != version || v.Slot != string(slot) || !v.Measured || !v.MatchesManifest {
+		return fmt.Errorf("cairn attest verify: %+v, want release %s in slot %s, measured, matching its manifest", v, version, slot)
+	}
+	l.Logf("cairn attest verify on the host: %s", v.Summary)
+	return nil
+}
+
+// UpdateCommits publishes 1.1.0: the device streams it into slot B,
+// reboots, passes the health gate and commits; the node label and the
+// attestation name 1.1.0.
+func (l *Lab) UpdateCommits(ctx context.Context) (*Step, error) {
+	m, err := l.machine()
+	if err != nil {
+		return nil, err
+	}
+	from, start := m.Console().Len(), time.Now()
+	if err := l.Channel.Publish(ctx, "stable", "1.1.0"); err != nil {
+		return nil, err
+	}
+	l.Logf("published 1.1.0 on stable")
+	st, err := m.WaitStatus(ctx, from, func(s *Status) bool {
+		return s.Booted() == partitions.SlotB && s.Phase() == update.PhaseCommitted
+	})
+	if err != nil {
+		return nil, err
+	}
+	took := time.Since(start)
+	l.Timing("publish to 1.1.0 committed on slot B", took)
+	var errs []error
+	if v := st.MeasuredVersion(); v != "1.1.0" || st.Update.Version != "1.1.0" || !st.Slot(partitions.SlotB).OK {
+		errs = append(errs, fmt.Errorf("after the update: %s, want 1.1.0 committed on B", st.Describe()))
+	}
+	if _, err := l.K3s.WaitNode(ctx, func(n Node) bool { return n.Ready && n.Labels["cairn.dev/os-version"] == "1.1.0" }); err != nil {
+		errs = append(errs, err)
+	} else {
+		l.Logf("node Ready with label cairn.dev/os-version=1.1.0")
+	}
+	if err := l.verifyAttestation(ctx, m, from, "1.1.0", partitions.SlotB); err != nil {
+		errs = append(errs, err)
+	}
+	return &Step{Release: "1.1.0", Slot: "B", Result: "committed", Took: took}, errors.Join(errs...)
+}
+
+// BadReleaseRollsBack publishes 1.2.0, whose node never becomes Ready: the
+// device installs it into A, boots it, fails the health gate, goes back to
+// 1.1.0 on B by itself, marks 1.2.0 bad and does not install it again.
+func (l *Lab) BadReleaseRollsBack(ctx context.Context) (*Step, error) {
+	m, err := l.machine()
+	if err != nil {
+		return nil, err
+	}
+	from, start := m.Console().Len(), time.Now()
+	if err := l.Channel.Publish(ctx, "stable", "1.2.0"); err != nil {
+		return nil, err
+	}
+	l.Logf("published 1.2.0 on stable")
+	trial, err := m.WaitStatus(ctx, from, func(s *Status) bool {
+		return s.Booted() == partitions.SlotA && s.Phase() == update.PhaseTrial
+	})
+	if err != nil {
+		return nil, err
+	}
+	l.Timing("publish to the trial boot of 1.2.0 on A", time.Since(start))
+	l.Logf("1.2.0 is on trial in slot A; its node never becomes Ready")
+	st, err := m.WaitStatus(ctx, trial.Offset, func(s *Status) bool {
+		return s.Booted() == partitions.SlotB && s.Phase() == update.PhaseRolledBack
+	})
+	if err != nil {
+		return nil, err
+	}
+	took := time.Since(start)
+	l.Timing("publish to rolled back on B", took)
+	var errs []error
+	if !st.IsBad("1.2.0") || st.MeasuredVersion() != "1.1.0" || st.Slot(partitions.SlotA).OK {
+		errs = append(errs, fmt.Errorf("after the rollback: %s, want 1.1.0 on B and 1.2.0 bad", st.Describe()))
+	}
+	l.Logf("rolled back to 1.1.0: %s", st.Update.Reason)
+	if _, err := l.K3s.WaitNode(ctx, func(n Node) bool { return n.Ready && n.Labels["cairn.dev/os-version"] == "1.1.0" }); err != nil {
+		errs = append(errs, err)
+	}
+	if err := l.notRetried(ctx, m, st, "1.2.0"); err != nil {
+		errs = append(errs, err)
+	}
+	return &Step{Release: "1.2.0", Slot: "A, back to B", Result: "rolled back, marked bad", Took: took}, errors.Join(errs...)
+}
+
+// notRetried watches the device through several channel checks (its
+// reporter asks every 10 s) and fails if it starts installing version
+// again or leaves the slot it runs.
+func (l *Lab) notRetried(ctx context.Context, m *Machine, after *Status, version string) error {
+	watch, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+	st, err := m.WaitStatus(watch, after.Offset, func(s *Status) bool {
+		return s.Booted() != after.Booted() || (s.Update != nil && s.Update.Version == version && !s.Phase().AtRest())
+	})
+	if err == nil {
+		return fmt.Errorf("the device took %s again: %s", version, st.Describe())
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil
+}
