@@ -59,7 +59,6 @@ func TestTamperedImageDiffersInOneByteAlsoWhenResumed(t *testing.T) {
 	}
 }
 
-
 // TestStatusesSkipGarbledLines reads the reporter's lines: a line cut by a
 // kernel message is skipped, a whole one is decoded.
 func TestStatusesSkipGarbledLines(t *testing.T) {
