@@ -162,6 +162,7 @@ func (d *Daemon) serveAPI(ctx context.Context) error {
 			return nil, err
 		}
 		st.Config = d.configStatus()
+		st.K3s = d.K3sStatus()
 		return st, nil
 	}}
 	go func() {

@@ -20,11 +20,9 @@ func (d *Daemon) startNetwork(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ns := d.cfg.NetNS
-	if !ns.IsOpen() {
-		if ns, err = netns.Get(); err != nil {
-			return fmt.Errorf("network namespace: %w", err)
-		}
+	ns, err := namespace(d.cfg.NetNS)
+	if err != nil {
+		return err
 	}
 	r, err := network.New(ns, want, network.Options{
 		ResolvConf: d.cfg.ResolvConf,
@@ -130,4 +128,18 @@ func (d *Daemon) syncTime(ctx context.Context) {
 		return
 	}
 	d.log.Info("time sync", zap.String("server", res.Server), zap.Duration("offset", res.Offset), zap.Bool("stepped", res.Stepped))
+}
+
+// namespace is the network namespace to reconcile: the configured one, or
+// the agent's own. A zero handle counts as unset: netns.NsHandle's IsOpen
+// would take it for file descriptor 0 (the service's stdin).
+func namespace(ns netns.NsHandle) (netns.NsHandle, error) {
+	if ns > 0 {
+		return ns, nil
+	}
+	own, err := netns.Get()
+	if err != nil {
+		return 0, fmt.Errorf("network namespace: %w", err)
+	}
+	return own, nil
 }
