@@ -105,19 +105,10 @@ func (c *Channel) refTime() time.Time {
 // Check refreshes the channel metadata and selects the newest release for
 // this board that is above the floor and inside its rollout.
 func (c *Channel) Check(ctx context.Context) (*Offer, error) {
-	c.last = PollStats{}
-	f := &fetcher{ctx: ctx, client: c.cfg.HTTPClient, stats: &c.last}
-	up, err := c.updater(f)
+	targets, f, err := c.refresh(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := up.Refresh(); err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, classify(err, f.last)
-	}
-	targets := up.GetTopLevelTargets()
 	mt, custom, err := c.selectRelease(targets)
 	if err != nil {
 		return nil, err

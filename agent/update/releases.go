@@ -32,19 +32,12 @@ func SignedReleases(ctx context.Context, cfg ChannelConfig) ([]*release.Manifest
 		cfg.HTTPClient = http.DefaultClient
 	}
 	c := &Channel{cfg: cfg}
-	f := &fetcher{ctx: ctx, client: cfg.HTTPClient, stats: &c.last}
-	up, err := c.updater(f)
+	targets, f, err := c.refresh(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := up.Refresh(); err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, classify(err, f.last)
-	}
 	var out []*release.Manifest
-	for _, tf := range up.GetTopLevelTargets() {
+	for _, tf := range targets {
 		cu, err := channel.ParseCustom(tf.Custom)
 		if err != nil || cu == nil || cu.Kind != channel.KindManifest {
 			continue
