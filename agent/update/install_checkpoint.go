@@ -54,30 +54,48 @@ func (in *Installer) save(p *installPlan, slot *os.File, st *installState) error
 	if st.compressed == st.saved {
 		return nil
 	}
-	if err := slot.Sync(); err != nil {
-		return fmt.Errorf("install %s: sync at offset %d: %w", p.req.Device, st.offset, err)
-	}
-	cs, err := st.chash.(encoding.BinaryMarshaler).MarshalBinary()
+	c, err := in.snapshot(p, st)
 	if err != nil {
 		return err
+	}
+	if err := in.writeCheckpoint(p, slot, c); err != nil {
+		return err
+	}
+	st.saved = st.compressed
+	return nil
+}
+
+// snapshot is the checkpoint of st as it is now.
+func (in *Installer) snapshot(p *installPlan, st *installState) (*installCheckpoint, error) {
+	cs, err := st.chash.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return nil, err
 	}
 	us, err := st.uhash.(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	data, err := json.MarshalIndent(installCheckpoint{
+	return &installCheckpoint{
 		Format: checkpointFormat, Target: p.target.Path,
 		CompressedSHA256: p.img.CompressedSHA256, SHA256: p.img.SHA256, Device: p.req.Device,
 		Frame: st.frame, CompressedOffset: st.compressed, Offset: st.offset,
 		CompressedState: cs, State: us,
-	}, "", "  ")
+	}, nil
+}
+
+// writeCheckpoint syncs the slot, then writes c: bytes written after c's
+// offset may be synced too, which only makes more durable than c names.
+func (in *Installer) writeCheckpoint(p *installPlan, slot *os.File, c *installCheckpoint) error {
+	if err := slot.Sync(); err != nil {
+		return fmt.Errorf("install %s: sync at offset %d: %w", p.req.Device, c.Offset, err)
+	}
+	data, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return err
 	}
 	if err := writeFileAtomic(in.checkpointPath(), append(data, '\n'), 0o600); err != nil {
-		return fmt.Errorf("install %s: checkpoint at offset %d: %w: %w", p.req.Device, st.compressed, ErrCheckpoint, err)
+		return fmt.Errorf("install %s: checkpoint at offset %d: %w: %w", p.req.Device, c.CompressedOffset, ErrCheckpoint, err)
 	}
-	st.saved = st.compressed
 	return nil
 }
 

@@ -40,18 +40,18 @@ type frameItem struct {
 type framePipeline struct {
 	order   chan *frameItem // frames in order, each decoded or failing
 	free    chan *frameItem // buffers the writer is done with
-	acks    chan struct{}   // the writer's checkpoint at a frame the reader waits at
+	acks    chan struct{}   // one per checkpoint written; two may be unread
 	readErr chan error      // the reader's result, sent before order closes
 	workers sync.WaitGroup
 }
 
-// startPipeline starts the reader at frame first (saved being the
-// compressed offset of the last checkpoint) and the decode workers.
-func (p *installPlan) startPipeline(ctx context.Context, dec *zstd.Decoder, body io.Reader, first int, saved, cpb int64) *framePipeline {
+// startPipeline starts the reader at frame first, with checkpoint frames
+// every grid compressed bytes, and the decode workers.
+func (p *installPlan) startPipeline(ctx context.Context, dec *zstd.Decoder, body io.Reader, first int, grid int64) *framePipeline {
 	pl := &framePipeline{
 		order:   make(chan *frameItem, pipelineFrames),
 		free:    make(chan *frameItem, pipelineFrames),
-		acks:    make(chan struct{}, 1),
+		acks:    make(chan struct{}, 2),
 		readErr: make(chan error, 1),
 	}
 	for range pipelineFrames {
@@ -70,7 +70,7 @@ func (p *installPlan) startPipeline(ctx context.Context, dec *zstd.Decoder, body
 		}()
 	}
 	go func() {
-		err := p.readFrames(ctx, body, first, saved, cpb, pl, work)
+		err := p.readFrames(ctx, body, first, grid, pl, work)
 		close(work)
 		pl.readErr <- err
 		close(pl.order)
@@ -88,10 +88,11 @@ func (pl *framePipeline) wait() error {
 }
 
 // readFrames reads frames from index first on, handing each to the
-// workers and, in the same order, to the writer, and waits for the
-// writer's checkpoint wherever the writer takes one (the same rule on
-// both sides).
-func (p *installPlan) readFrames(ctx context.Context, body io.Reader, first int, saved, cpb int64, pl *framePipeline, work chan<- *frameItem) error {
+// workers and, in the same order, to the writer. At each checkpoint frame
+// after the first of the attempt it waits until the writer's previous
+// checkpoint is written.
+func (p *installPlan) readFrames(ctx context.Context, body io.Reader, first int, grid int64, pl *framePipeline, work chan<- *frameItem) error {
+	started := false // a checkpoint frame of this attempt went by
 	for _, f := range p.frames[first:] {
 		var it *frameItem
 		select {
@@ -107,15 +108,17 @@ func (p *installPlan) readFrames(ctx context.Context, body io.Reader, first int,
 		it.decoded = make(chan struct{})
 		work <- it
 		pl.order <- it
-		end := f.CompressedOffset + f.CompressedSize
-		if f.Index+1 < len(p.frames) && end-saved >= cpb {
+		if f.Index+1 == len(p.frames) || !isCheckpointFrame(f, grid) {
+			continue
+		}
+		if started {
 			select {
 			case <-pl.acks:
-				saved = end
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 		}
+		started = true
 	}
 	return nil
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"go.uber.org/zap"
+
+	"github.com/cairn-edge/cairn/images/release"
 )
 
 // download installs the frames from st on, retrying what a retry can fix.
@@ -81,7 +83,7 @@ func (in *Installer) attempt(ctx context.Context, p *installPlan, dec *zstd.Deco
 	defer body.Close()
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pl := p.startPipeline(pctx, dec, body, st.frame, st.saved, in.checkpointBytes())
+	pl := p.startPipeline(pctx, dec, body, st.frame, checkpointGrid(in.checkpointBytes()))
 	werr := in.writeFrames(p, slot, st, pl, progress)
 	if werr != nil {
 		cancel()
@@ -94,30 +96,71 @@ func (in *Installer) attempt(ctx context.Context, p *installPlan, dec *zstd.Deco
 	return rerr
 }
 
-// writeFrames hashes and writes the pipeline's frames in order, taking a
-// checkpoint wherever the reader waits for one.
+// writeFrames hashes and writes the pipeline's frames in order. At each
+// checkpoint frame it starts a checkpoint that syncs and saves while the
+// next frames are written; one is in flight at a time, and the reader
+// waits at a checkpoint frame until the checkpoint before it is written.
+// With checkpoint frames every CheckpointBytes/2, what an interruption
+// loses stays within CheckpointBytes plus one frame.
 func (in *Installer) writeFrames(p *installPlan, slot *os.File, st *installState, pl *framePipeline, progress func(int64, int64)) error {
-	cpb := in.checkpointBytes()
+	var inflight chan error // the running checkpoint's result
+	var inflightAt int64
+	finish := func() error {
+		if inflight == nil {
+			return nil
+		}
+		err := <-inflight
+		inflight = nil
+		if err == nil {
+			st.saved = inflightAt
+		}
+		return err
+	}
+	grid := checkpointGrid(in.checkpointBytes())
 	w := newSlotWriter(slot)
 	for it := range pl.order {
 		<-it.decoded
 		if it.err != nil {
-			return it.err
+			return errors.Join(it.err, finish())
 		}
 		if err := w.write(st, it); err != nil {
-			return fmt.Errorf("install %s: write at offset %d: %w", p.req.Device, it.f.Offset, err)
+			return errors.Join(fmt.Errorf("install %s: write at offset %d: %w", p.req.Device, it.f.Offset, err), finish())
 		}
-		st.frame, st.compressed, st.offset = it.f.Index+1, it.f.CompressedOffset+it.f.CompressedSize, it.f.Offset+it.f.Size
-		pl.free <- it
+		f := it.f
+		st.frame, st.compressed, st.offset = f.Index+1, f.CompressedOffset+f.CompressedSize, f.Offset+f.Size
+		pl.free <- it // the reader's now
 		if progress != nil {
 			progress(st.offset, p.img.Size)
 		}
-		if st.frame < len(p.frames) && st.compressed-st.saved >= cpb {
-			if err := in.save(p, slot, st); err != nil {
+		if st.frame < len(p.frames) && isCheckpointFrame(f, grid) {
+			if err := finish(); err != nil {
 				return err
 			}
-			pl.acks <- struct{}{}
+			c, err := in.snapshot(p, st)
+			if err != nil {
+				return err
+			}
+			done := make(chan error, 1)
+			inflight, inflightAt = done, st.compressed
+			go func() {
+				err := in.writeCheckpoint(p, slot, c)
+				if err == nil {
+					pl.acks <- struct{}{} // the reader may go past the next checkpoint frame
+				}
+				done <- err
+			}()
 		}
 	}
-	return nil
+	return finish()
+}
+
+// checkpointGrid is the spacing of checkpoint frames for CheckpointBytes
+// cpb: two of them fit in cpb, as two may be unwritten at a time.
+func checkpointGrid(cpb int64) int64 { return max(1, cpb/2) }
+
+// isCheckpointFrame says whether frame f ends on or past a multiple of
+// grid that it starts before: the same frames on both sides of the
+// pipeline and in every attempt, wherever an attempt resumed.
+func isCheckpointFrame(f release.Frame, grid int64) bool {
+	return (f.CompressedOffset+f.CompressedSize)/grid > f.CompressedOffset/grid
 }
