@@ -84,8 +84,8 @@ type Installer struct {
 	Log      *zap.Logger  // nil: no logs
 	// CheckpointBytes is how many compressed bytes an interruption may
 	// cost, plus one frame: the slot is synced and a checkpoint written
-	// each time this many bytes were installed. Zero means
-	// DefaultCheckpointBytes.
+	// each time half this many bytes were installed, while the next
+	// frames are written. Zero means DefaultCheckpointBytes.
 	CheckpointBytes int64
 	// Retries bounds consecutive failed attempts (server errors, stalls,
 	// truncation, corrupt frames) without progress; zero means

@@ -111,9 +111,6 @@ func BenchmarkInstall(b *testing.B) {
 	srv := httptest.NewServer(http.FileServer(http.Dir(srvDir)))
 	b.Cleanup(srv.Close)
 	e.zstURL, e.bundleURL = srv.URL+"/"+filepath.Base(e.rel.zst), srv.URL+"/"+e.bundle.name
-	b.Logf("image %d bytes, %d compressed in %d frames; rauc bundle %d bytes; %d rounds; load average %s",
-		e.size, e.rel.manifest.Image.CompressedSize, len(e.rel.manifest.Image.Frames.CompressedSizes),
-		e.bundle.size, e.rounds, loadAverage())
 	for _, where := range []string{"tmpfs", "disk"} {
 		b.Run("slot="+where, func(b *testing.B) { e.run(b, where) })
 	}
@@ -141,6 +138,9 @@ func (e *benchEnv) run(b *testing.B, where string) {
 	slot := filepath.Join(dir, "slot")
 	fillSlot(b, slot, e.size)
 	rauc := startRauc(b, e.bundle, slot)
+	b.Logf("%s: image %d bytes, %d compressed in %d frames; rauc bundle %d bytes; %d rounds; load average %s",
+		where, e.size, e.rel.manifest.Image.CompressedSize, len(e.rel.manifest.Image.Frames.CompressedSizes),
+		e.bundle.size, e.rounds, loadAverage())
 	var cairnRSS int64
 	contenders := []contender{
 		{"floor", func() sample { return runFloor(b, e.zstURL, slot) }},
