@@ -20,6 +20,7 @@ const (
 	PXEKernel   = "vmlinuz"
 	PXEInitrd   = "initrd"
 	PXESlot     = "slot.img"
+	PXESlotZst  = "slot.img.zst"
 	PXEBoot     = "boot.img"
 	PXEDiskless = "boot.ipxe"
 	PXEInstall  = "install.ipxe"
@@ -51,7 +52,8 @@ type PXEResult struct {
 
 // BuildPXE writes the network boot bundle of a slot image: its kernel and
 // initramfs (taken out of the slot's filesystem with debugfs), the slot
-// image, the boot partition an install writes, and iPXE scripts: boot.ipxe
+// image and its .zst, which the scripts fetch, the boot partition an
+// install writes, and iPXE scripts: boot.ipxe
 // runs the slot from RAM, install.ipxe writes it onto a local disk and
 // reboots into it.
 func BuildPXE(ctx context.Context, o PXEOptions) (*PXEResult, error) {
@@ -88,11 +90,14 @@ func BuildPXE(ctx context.Context, o PXEOptions) (*PXEResult, error) {
 	if err := run(ctx, "cp", "--sparse=always", o.Slot, filepath.Join(o.Out, PXESlot)); err != nil {
 		return nil, fmt.Errorf("pxe: %w", err)
 	}
+	if _, err := Compress(ctx, filepath.Join(o.Out, PXESlot), filepath.Join(o.Out, PXESlotZst)); err != nil {
+		return nil, fmt.Errorf("pxe: %w", err)
+	}
 	if err := BootImage(ctx, Options{Board: o.Board, SlotA: o.Slot, SourceDateEpoch: o.SourceDateEpoch}, filepath.Join(o.Out, PXEBoot)); err != nil {
 		return nil, fmt.Errorf("pxe: %w", err)
 	}
 	logf("pxe %s: slot image and boot partition", o.Out)
-	names := []string{PXEKernel, PXEInitrd, PXESlot, PXEBoot, PXEDiskless}
+	names := []string{PXEKernel, PXEInitrd, PXESlot, PXESlotZst, PXEBoot, PXEDiskless}
 	scripts := map[string]string{PXEDiskless: IPXEScript(o.Board, f.Manifest.Version, o.BaseURL, "")}
 	if o.InstallDisk != "" {
 		names = append(names, PXEInstall)
@@ -133,7 +138,7 @@ func IPXEScript(b *boards.Board, version, baseURL, installDisk string) string {
 	} else {
 		args = append(args, initrd.ParamPXE+"=diskless")
 	}
-	args = append(args, initrd.ParamSlotURL+"="+base+PXESlot)
+	args = append(args, initrd.ParamSlotURL+"="+base+PXESlotZst)
 	return fmt.Sprintf("#!ipxe\n# Cairn %s release %s: fetches the slot image and %s.\nkernel %s%s %s\ninitrd %s%s\nboot\n",
 		b.Name, version, what, base, PXEKernel, strings.Join(args, " "), base, PXEInitrd)
 }

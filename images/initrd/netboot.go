@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/u-root/u-root/pkg/dhclient"
 	"github.com/u-root/u-root/pkg/mount"
 	"golang.org/x/sys/unix"
@@ -107,14 +108,36 @@ func fetchSlot(ctx context.Context, url string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	n, err := copySparse(f, body)
+	counted := &countingReader{r: body}
+	var r io.Reader = counted
+	if strings.HasSuffix(url, ".zst") {
+		// The slot compressed: a fraction of the bytes over the network.
+		dec, err := zstd.NewReader(counted, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return "", fmt.Errorf("fetch %s: %w", url, err)
+		}
+		defer dec.Close()
+		r = dec
+	}
+	n, err := copySparse(f, r)
 	if err != nil {
 		return "", fmt.Errorf("fetch %s: at byte %d: %w", url, n, err)
 	}
-	if size >= 0 && n != size {
-		return "", fmt.Errorf("fetch %s: got %d of %d bytes", url, n, size)
+	if size >= 0 && counted.n != size {
+		return "", fmt.Errorf("fetch %s: got %d of %d bytes", url, counted.n, size)
 	}
 	return path, f.Truncate(n)
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // httpGet starts fetching url and returns the body and its length (-1
