@@ -42,8 +42,11 @@ func runK3sDouble() {
 			os.WriteFile(pidfile, []byte(strconv.Itoa(shim.Process.Pid)), 0o644)
 		}
 	}
-	// Under systemd (Type=notify) tell it we are up, as k3s does.
-	daemon.SdNotify(false, daemon.SdNotifyReady)
+	// Under systemd (Type=notify) tell it we are up, as k3s does; a broken
+	// k3s never does.
+	if os.Getenv("CAIRN_K3S_TEST_NEVER_READY") == "" {
+		daemon.SdNotify(false, daemon.SdNotifyReady)
+	}
 	<-sig
 	os.Exit(0)
 }

@@ -25,6 +25,12 @@ type SystemdRunner struct {
 	unitDir string
 	// Connect opens the D-Bus connection to systemd.
 	Connect func(ctx context.Context) (*sddbus.Conn, error)
+	// StartWait bounds how long Start and Restart wait for the unit's job.
+	// k3s's unit is Type=notify, so the job lasts until k3s reports ready,
+	// which can take minutes (or never, in a broken release). The agent's
+	// boot must not hang on it: after StartWait the job keeps running in
+	// systemd and the health gate judges readiness. Zero: 30 s.
+	StartWait time.Duration
 }
 
 // NewSystemdRunner runs cmd as the service unit (e.g. "k3s.service") whose
@@ -99,7 +105,7 @@ func (r *SystemdRunner) install(ctx context.Context, conn *sddbus.Conn) error {
 // Start installs the unit and starts it, unless it already runs: a new
 // agent finds k3s running and leaves it be.
 func (r *SystemdRunner) Start(ctx context.Context) error {
-	return r.job(ctx, "start", func(c *sddbus.Conn, ch chan<- string) (int, error) {
+	return r.job(ctx, "start", r.startWait(), func(c *sddbus.Conn, ch chan<- string) (int, error) {
 		st, err := r.status(ctx, c)
 		if err != nil || st.Running {
 			return 0, err
@@ -111,20 +117,28 @@ func (r *SystemdRunner) Start(ctx context.Context) error {
 // Stop stops the unit; with KillMode=process only k3s itself gets the
 // signal, and the containers keep running.
 func (r *SystemdRunner) Stop(ctx context.Context) error {
-	return r.job(ctx, "stop", func(c *sddbus.Conn, ch chan<- string) (int, error) {
+	return r.job(ctx, "stop", 0, func(c *sddbus.Conn, ch chan<- string) (int, error) {
 		return c.StopUnitContext(ctx, r.unit, "replace", ch)
 	})
 }
 
 // Restart restarts the unit, starting it if it was stopped.
 func (r *SystemdRunner) Restart(ctx context.Context) error {
-	return r.job(ctx, "restart", func(c *sddbus.Conn, ch chan<- string) (int, error) {
+	return r.job(ctx, "restart", r.startWait(), func(c *sddbus.Conn, ch chan<- string) (int, error) {
 		return c.RestartUnitContext(ctx, r.unit, "replace", ch)
 	})
 }
 
-// job installs the unit, queues a job and waits for its result.
-func (r *SystemdRunner) job(ctx context.Context, what string, queue func(*sddbus.Conn, chan<- string) (int, error)) error {
+func (r *SystemdRunner) startWait() time.Duration {
+	if r.StartWait > 0 {
+		return r.StartWait
+	}
+	return 30 * time.Second
+}
+
+// job installs the unit, queues a job and waits for its result; with a
+// positive wait, at most that long, after which the job is left to systemd.
+func (r *SystemdRunner) job(ctx context.Context, what string, wait time.Duration, queue func(*sddbus.Conn, chan<- string) (int, error)) error {
 	conn, err := r.Connect(ctx)
 	if err != nil {
 		return fmt.Errorf("systemd: connect: %w", err)
@@ -141,12 +155,20 @@ func (r *SystemdRunner) job(ctx context.Context, what string, queue func(*sddbus
 	if id == 0 {
 		return nil
 	}
+	var timeout <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		timeout = t.C
+	}
 	select {
 	case res := <-ch:
 		if res != "done" {
 			return fmt.Errorf("systemd %s %s: job %s", what, r.unit, res)
 		}
 		return nil
+	case <-timeout:
+		return nil // still starting; readiness is the health gate's to judge
 	case <-ctx.Done():
 		return fmt.Errorf("systemd %s %s: %w", what, r.unit, ctx.Err())
 	}

@@ -153,8 +153,10 @@ func runSystemdAgent(ops []string) {
 	ctx := context.Background()
 	cmd := doubleCommand("k3s-double")
 	cmd.Args = []string{"server", "--config", "/etc/rancher/k3s/config.yaml"}
-	cmd.Env = append(cmd.Env, "CAIRN_K3S_TEST_SHIM_PIDFILE="+os.Getenv("CAIRN_K3S_TEST_SHIM_PIDFILE"))
+	cmd.Env = append(cmd.Env, "CAIRN_K3S_TEST_SHIM_PIDFILE="+os.Getenv("CAIRN_K3S_TEST_SHIM_PIDFILE"),
+		"CAIRN_K3S_TEST_NEVER_READY="+os.Getenv("CAIRN_K3S_TEST_NEVER_READY"))
 	r := NewSystemdRunner(cmd, "k3s.service", DefaultUnitDir)
+	r.StartWait = 2 * time.Second
 	for _, op := range ops {
 		var err error
 		var out any
@@ -266,6 +268,14 @@ func TestSystemdRunnerAgainstRealSystemd(t *testing.T) {
 	shimPID, _ := strconv.Atoi(string(shim))
 	if _, err := os.Stat(nsProc(shimPID, "stat")); err != nil {
 		t.Fatalf("k3s's child %d died with k3s: %v", shimPID, err)
+	}
+
+	// A k3s that never reports ready must not hold up the agent's boot:
+	// Start returns after StartWait with the job still running in systemd,
+	// and Status says it is not up.
+	t.Setenv("CAIRN_K3S_TEST_NEVER_READY", "1")
+	if st5 := status(agent("start", "status")[1]); st5.Running {
+		t.Fatalf("a k3s that never notified counts as running: %+v", st5)
 	}
 }
 

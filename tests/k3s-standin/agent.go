@@ -26,6 +26,7 @@ func runAgent(ctx context.Context, c *config, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stderr, "level=info msg=\"k3s stand-in agent joined %s\"\n", c.serverURL)
+	notifyReady()
 	return runNode(ctx, c, path, false, stderr)
 }
 

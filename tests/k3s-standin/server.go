@@ -79,6 +79,7 @@ func runServer(ctx context.Context, c *config, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stderr, "level=info msg=\"k3s stand-in server ready on %s\"\n", local)
+	notifyReady()
 	nodeErr := make(chan error, 1)
 	go func() { nodeErr <- runNode(ctx, c, kubeletKC, true, stderr) }()
 	select {
