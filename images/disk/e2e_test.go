@@ -82,6 +82,10 @@ func newRelease(t *testing.T, boardName string) *testRelease {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An arm64 root's maintainer scripts run under qemu-user-static.
+	if err := rootfs.EnableArch(b.Arch); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	base, err := rootfs.Bootstrap(context.Background(), deb, filepath.Join(cache, "cairn", "rootfs"), t.Logf)
 	if err != nil {

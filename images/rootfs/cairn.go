@@ -245,7 +245,7 @@ func installKernel(root string, c Cairn) error {
 		}
 	}
 	modules := slices.Clone(c.Board.InitrdModules)
-	for _, m := range NetbootModules {
+	for _, m := range append(slices.Clone(SlotModules), NetbootModules...) {
 		if _, err := kmod.ResolveModules(mods[0], []string{m}); err == nil {
 			modules = append(modules, m)
 		}
@@ -255,6 +255,12 @@ func installKernel(root string, c Cairn) error {
 		ModulesDir: mods[0], Modules: modules,
 	})
 }
+
+// SlotModules go into every initramfs whose kernel has them as modules:
+// the slot filesystem (ext4 is built into Debian's cloud kernel, a module
+// of linux-image-arm64) and the crc32c its metadata checksums need, which
+// ext4 asks the crypto API for by name, not as a module dependency.
+var SlotModules = []string{"crc32c_generic", "ext4"}
 
 // NetbootModules go into every initramfs whose kernel has them, so that the
 // same initramfs can boot from the network (docs/images.md, "PXE"): loop
