@@ -38,6 +38,10 @@ func newStatusCmd(opts *cli.Options) *cobra.Command {
 			if remote, err := api.NewClient(socket).Status(cmd.Context()); err == nil && remote.Update != nil {
 				out.Update = remote.Update
 				api.WithVersions(st, *remote.Update)
+				if remote.Status != nil {
+					// What only the running agent knows.
+					st.Config, st.K3s = remote.Config, remote.K3s
+				}
 			}
 			return opts.Print(cmd.OutOrStdout(), out)
 		},

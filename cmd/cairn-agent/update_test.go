@@ -42,7 +42,14 @@ func TestUpdateCommandsTalkToTheAgent(t *testing.T) {
 	eng := &stubEngine{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go (&api.Server{Engine: eng, Slots: func() (*agent.Status, error) { return &agent.Status{}, nil }}).Serve(ctx, ln)
+	// What only the running agent knows: its configuration and k3s.
+	agentOnly := func() (*agent.Status, error) {
+		return &agent.Status{
+			Config: &agent.ConfigStatus{InstanceID: "store-42", Sources: []string{"/dev/vdb"}},
+			K3s:    &agent.K3sStatus{Running: "v1.36.3+k3s1", LastUpgrade: "none"},
+		}, nil
+	}
+	go (&api.Server{Engine: eng, Slots: agentOnly}).Serve(ctx, ln)
 
 	out, err := runAgent(t, "update", "check", "--socket", sock)
 	if err != nil || !strings.Contains(out, "release 1.2.0 found on channel stable") {
@@ -66,7 +73,8 @@ func TestUpdateCommandsTalkToTheAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err = runAgent(t, "status", "--root", root, "--socket", sock)
-	if err != nil || !strings.Contains(out, "update: installed 1.2.0 (slot B)") || !strings.Contains(out, "reboot policy: manual") {
+	if err != nil || !strings.Contains(out, "update: installed 1.2.0 (slot B)") || !strings.Contains(out, "reboot policy: manual") ||
+		!strings.Contains(out, "v1.36.3+k3s1") || !strings.Contains(out, "store-42") {
 		t.Fatalf("status with the agent running: %v\n%s", err, out)
 	}
 	cancel()
