@@ -176,6 +176,14 @@ http_get() {
 	exec 3<&-
 }
 
+# k3s_report shows what k3s does while it is not (yet) active: its unit's
+# state, its last journal lines and its rendered config without the token.
+k3s_report() {
+	echo "cairn-e2e k3s-log state $(systemctl is-active k3s.service)"
+	journalctl -u k3s.service -n 12 --no-pager -o cat | sed 's/^/cairn-e2e k3s-log /'
+	sed -E 's/^(token|agent-token):.*/\1: (hidden)/' /etc/rancher/k3s/config.yaml 2>&1 | sed 's/^/cairn-e2e k3s-config /'
+}
+
 attempts=0 last= lastprint=0 n=0
 while :; do
 	now=$(date +%s)
@@ -184,6 +192,9 @@ while :; do
 			echo "cairn-e2e status $s"
 			if [ $((now - lastprint)) -ge 30 ] && ! systemctl -q is-active cairn-agent.service; then
 				journalctl -u cairn-agent.service -n 8 --no-pager -o cat | sed 's/^/cairn-e2e agent-log /'
+			fi
+			if [ $((now - lastprint)) -ge 30 ] && ! systemctl -q is-active k3s.service; then
+				k3s_report
 			fi
 			last=$s lastprint=$now
 		fi
