@@ -12,6 +12,7 @@ import (
 	"github.com/cairn-edge/cairn/agent/config"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"go.uber.org/zap"
 
@@ -55,6 +56,9 @@ type Config struct {
 	ResolvConf string                 // written by the reconciler; Root's /etc/resolv.conf
 	Hostname   network.HostnameSetter // nil: the host name is left alone
 	DHCP       network.DHCPOptions
+	// Wired picks the links that run DHCP when the device has no
+	// network-config; nil: network.IsWired (tests use veth pairs).
+	Wired func(netlink.Link) bool
 	// NetworkWait bounds how long time sync, the first update check and
 	// k3s wait for the network to converge; 2 minutes when zero.
 	NetworkWait time.Duration

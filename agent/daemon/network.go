@@ -11,12 +11,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cairn-edge/cairn/agent/network"
+	cloudinit "github.com/cairn-edge/cairn/cloud-init"
 )
 
 // startNetwork builds the desired network state from the configuration and
 // runs the reconciler in the background for the daemon's lifetime.
 func (d *Daemon) startNetwork(ctx context.Context) error {
-	want, err := network.FromCloudInit(d.device)
+	want, hostname, err := desiredNetwork(d.device, d.cfg.Hostname)
 	if err != nil {
 		return err
 	}
@@ -26,8 +27,9 @@ func (d *Daemon) startNetwork(ctx context.Context) error {
 	}
 	r, err := network.New(ns, want, network.Options{
 		ResolvConf: d.cfg.ResolvConf,
-		Hostname:   d.cfg.Hostname,
+		Hostname:   hostname,
 		DHCP:       d.cfg.DHCP,
+		Wired:      d.cfg.Wired,
 		Logger:     slogger(d.log.Named("network")),
 	})
 	if err != nil {
@@ -41,6 +43,23 @@ func (d *Daemon) startNetwork(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// desiredNetwork is what the reconciler is given. Without a network-config
+// that is nil, which the reconciler takes for DHCP on every wired link (an
+// empty Config would be a network of no interfaces, converged at once and
+// never configured). The host name the config names was set by the config
+// phase; the reconciler then leaves it alone, so a DHCP server's name does
+// not override it, and sets the DHCP one only when the config names none.
+func desiredNetwork(c *cloudinit.Config, hostname network.HostnameSetter) (*network.Config, network.HostnameSetter, error) {
+	if c.Network != nil {
+		want, err := network.FromCloudInit(c)
+		return want, hostname, err
+	}
+	if c.Hostname() != "" {
+		hostname = nil
+	}
+	return nil, hostname, nil
 }
 
 // waitNetwork waits, at most NetworkWait, for the network to converge:
