@@ -53,7 +53,7 @@ type Config struct {
 	// NetNS is the network namespace the reconciler manages; its zero
 	// value is the daemon's own (the host's).
 	NetNS      netns.NsHandle
-	ResolvConf string                 // written by the reconciler; Root's /etc/resolv.conf
+	ResolvConf string                 // written by the reconciler; Root's /etc/resolv.conf or where it links to
 	Hostname   network.HostnameSetter // nil: the host name is left alone
 	DHCP       network.DHCPOptions
 	// Wired picks the links that run DHCP when the device has no
@@ -87,7 +87,7 @@ func (c *Config) defaults() {
 	set(&c.VarDir, agent.StateDir)
 	set(&c.Socket, api.DefaultSocket)
 	set(&c.TrustedRoot, agent.TrustedRootPath)
-	set(&c.ResolvConf, filepath.Join(c.Root, "etc/resolv.conf"))
+	set(&c.ResolvConf, resolvConfPath(c.Root))
 	if c.BootLocation == (bootstate.Location{}) {
 		c.BootLocation = bootstate.DefaultLocation()
 	}

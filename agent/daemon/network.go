@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -20,6 +22,9 @@ func (d *Daemon) startNetwork(ctx context.Context) error {
 	want, hostname, err := desiredNetwork(d.device, d.cfg.Hostname)
 	if err != nil {
 		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(d.cfg.ResolvConf), 0o755); err != nil {
+		return fmt.Errorf("resolv.conf %s: %w", d.cfg.ResolvConf, err)
 	}
 	ns, err := namespace(d.cfg.NetNS)
 	if err != nil {
@@ -43,6 +48,24 @@ func (d *Daemon) startNetwork(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// resolvConfPath is where the reconciler writes resolv.conf: root's
+// /etc/resolv.conf, or the file it links to. On a read-only root /etc
+// cannot take the reconciler's temp file and rename, so the image links
+// resolv.conf into a writable place (such as /run) and the agent writes
+// there, as resolvconf and systemd-resolved do.
+func resolvConfPath(root string) string {
+	p := filepath.Join(root, "etc/resolv.conf")
+	target, err := os.Readlink(p)
+	switch {
+	case err != nil:
+		return p
+	case filepath.IsAbs(target):
+		return filepath.Join(root, target)
+	default:
+		return filepath.Join(root, "etc", target)
+	}
 }
 
 // desiredNetwork is what the reconciler is given. Without a network-config

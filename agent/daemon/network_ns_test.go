@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/vishvananda/netns"
@@ -23,5 +25,26 @@ func TestUnsetNamespaceIsTheAgentsOwn(t *testing.T) {
 			t.Errorf("namespace(%d) = %v, want the agent's own %v", unset, got, own)
 		}
 		got.Close()
+	}
+}
+
+// On a read-only root the image links /etc/resolv.conf into /run; the
+// reconciler writes the link's target, relative or absolute, under Root.
+func TestResolvConfFollowsTheImagesLink(t *testing.T) {
+	for _, link := range []string{"", "../run/cairn/resolv.conf", "/run/cairn/resolv.conf"} {
+		root := t.TempDir()
+		want := filepath.Join(root, "etc/resolv.conf")
+		if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if link != "" {
+			want = filepath.Join(root, "run/cairn/resolv.conf")
+			if err := os.Symlink(link, filepath.Join(root, "etc/resolv.conf")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := resolvConfPath(root); got != want {
+			t.Errorf("link %q: resolv.conf written at %s, want %s", link, got, want)
+		}
 	}
 }
