@@ -180,7 +180,7 @@ http_get() {
 # state, its last journal lines and its rendered config without the token.
 k3s_report() {
 	echo "cairn-e2e k3s-log state $(systemctl is-active k3s.service)"
-	journalctl -u k3s.service -n 12 --no-pager -o cat | sed 's/^/cairn-e2e k3s-log /'
+	journalctl -b -u k3s.service -n 12 --no-pager -o cat | sed 's/^/cairn-e2e k3s-log /'
 	sed -E 's/^(token|agent-token):.*/\1: (hidden)/' /etc/rancher/k3s/config.yaml 2>&1 | sed 's/^/cairn-e2e k3s-config /'
 }
 
