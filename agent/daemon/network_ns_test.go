@@ -3,7 +3,10 @@ package daemon
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/cairn-edge/cairn/images/rootfs"
 
 	"github.com/vishvananda/netns"
 )
@@ -46,5 +49,20 @@ func TestResolvConfFollowsTheImagesLink(t *testing.T) {
 		if got := resolvConfPath(root); got != want {
 			t.Errorf("link %q: resolv.conf written at %s, want %s", link, got, want)
 		}
+	}
+}
+
+// The link the image ships is one the agent follows to a writable place.
+func TestResolvConfOfTheImageIsWritable(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(rootfs.ResolvConfTarget, filepath.Join(root, "etc/resolv.conf")); err != nil {
+		t.Fatal(err)
+	}
+	got := resolvConfPath(root)
+	if !strings.HasPrefix(got, filepath.Join(root, "run")+"/") {
+		t.Fatalf("the image's /etc/resolv.conf leads the agent to %s, not onto /run", got)
 	}
 }

@@ -34,9 +34,12 @@ type Cairn struct {
 
 // Paths in the root filesystem.
 const (
-	AgentPath   = "usr/bin/cairn-agent"
-	K3sPath     = "usr/local/bin/k3s"
-	TUFRootPath = "etc/cairn/tuf-root.json"
+	AgentPath = "usr/bin/cairn-agent"
+	K3sPath   = "usr/local/bin/k3s"
+	// ResolvConfTarget is where /etc/resolv.conf links to: /run, readable
+	// by every user and writable on a read-only root.
+	ResolvConfTarget = "../run/resolv.conf"
+	TUFRootPath      = "etc/cairn/tuf-root.json"
 	// ReleaseKeyPath and BoardPath are read by the agent (agent/paths.go).
 	ReleaseKeyPath = "etc/cairn/release-key.pub"
 	BoardPath      = "etc/cairn/board"
@@ -120,6 +123,11 @@ func Install(root string, c Cairn) error {
 		}
 	}
 	if err := persistEtc(root); err != nil {
+		return err
+	}
+	// /etc is on the read-only root: the agent writes the DNS settings it
+	// learns (DHCP, network-config) where the link points, on /run.
+	if err := symlink(ResolvConfTarget, filepath.Join(root, "etc/resolv.conf")); err != nil {
 		return err
 	}
 	if err := deviceAccounts(root); err != nil {
