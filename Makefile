@@ -6,7 +6,7 @@ BINARIES  := cairn cairn-agent cairn-init
 ARCHES    := amd64 arm64
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build deps test test-quick test-full lint bench clean
+.PHONY: all build deps test test-quick test-full lint bench demo clean
 
 all: build
 
@@ -42,6 +42,10 @@ lint:
 bench: deps
 	$(GO) test -count=1 -run '^$$' -bench BenchmarkInstall -benchtime 1x -timeout 30m ./agent/update
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 3x ./images/verity
+
+## demo: boot an emulated device through a first boot, an update and a rollback (as root)
+demo: deps
+	$(GO) run ./tests/e2e/demo
 
 clean:
 	rm -rf bin/
