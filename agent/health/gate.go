@@ -99,7 +99,11 @@ func (g *Gate) Run(ctx context.Context) Verdict {
 				continue
 			}
 			if err := c.Run(ctx); err != nil {
-				results[i].Error = err.Error()
+				// An attempt the deadline cut short says nothing new: keep
+				// the check's last real failure for the verdict.
+				if ctx.Err() == nil || results[i].Error == "" {
+					results[i].Error = err.Error()
+				}
 				pending++
 				continue
 			}

@@ -53,12 +53,12 @@ func TestGateFailsAtTheDeadlineNamingTheCheck(t *testing.T) {
 	}))
 	defer srv.Close()
 	url := srv.URL + "/healthz"
-	g := Gate{Deadline: 20 * time.Millisecond, Interval: time.Millisecond, Checks: []Check{
+	g := Gate{Deadline: 2 * time.Second, Interval: 10 * time.Millisecond, Checks: []Check{
 		AgentUp(nil),
 		HTTP(url, url, 0, 0, nil),
 	}}
 	v := g.Run(context.Background())
-	want := "health gate failed after 20ms: check " + url + ": status 503"
+	want := "health gate failed after 2s: check " + url + ": status 503"
 	if v.Passed || v.Reason != want {
 		t.Fatalf("reason %q, want %q", v.Reason, want)
 	}
@@ -151,5 +151,23 @@ cairn:
 	}
 	if checks[2].Name() != srv.URL+"/healthz" || checks[2].Run(ctx) == nil {
 		t.Errorf("http check %q passed on 503", checks[2].Name())
+	}
+}
+
+// When the deadline cuts a check's last attempt short, the verdict names
+// the check's last real failure, not the cancellation.
+func TestDeadlineCuttingAnAttemptKeepsTheLastRealFailure(t *testing.T) {
+	calls := 0
+	slow := Func("k3s", func(ctx context.Context) error {
+		calls++
+		if calls == 1 {
+			return errors.New("node NotReady: KubeletNotReady")
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	v := (&Gate{Deadline: 50 * time.Millisecond, Interval: time.Millisecond, Checks: []Check{slow}}).Run(context.Background())
+	if v.Passed || !strings.Contains(v.Reason, "node NotReady: KubeletNotReady") || calls < 2 {
+		t.Fatalf("verdict %q after %d attempts, want the NotReady reason", v.Reason, calls)
 	}
 }
