@@ -156,7 +156,7 @@ func (r *Repo) copyHashed(ctx context.Context, src, dir string) (int64, []byte, 
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
 	h := sha256.New()
-	pr := &progressReader{ctx: ctx, r: in, name: filepath.Base(src), total: st.Size(), progress: r.Progress}
+	pr := &release.ProgressReader{Ctx: ctx, R: in, Name: filepath.Base(src), Total: st.Size(), Progress: r.Progress}
 	n, err := io.Copy(io.MultiWriter(tmp, h), pr)
 	if err != nil {
 		return 0, nil, fmt.Errorf("publish %s: %w", src, err)

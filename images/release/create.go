@@ -127,7 +127,7 @@ func compressFile(ctx context.Context, src, dst string, frameSize int64, progres
 	outHash := sha256.New()
 	outCount := &countingWriter{w: io.MultiWriter(tmp, outHash)}
 	inHash := sha256.New()
-	r := &progressReader{ctx: ctx, r: io.TeeReader(in, inHash), name: filepath.Base(src), total: st.Size(), progress: progress}
+	r := &ProgressReader{Ctx: ctx, R: io.TeeReader(in, inHash), Name: filepath.Base(src), Total: st.Size(), Progress: progress}
 	frames, err := compressFrames(ctx, r, outCount, frameSizeFor(st.Size(), frameSize))
 	if err != nil {
 		return Artifact{}, fmt.Errorf("release %s: compress: %w", src, err)
@@ -159,23 +159,25 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-type progressReader struct {
-	ctx      context.Context
-	r        io.Reader
-	name     string
+// ProgressReader reads r, reporting progress and stopping when ctx ends:
+// release artifacts and channel publishing stream large files through it.
+type ProgressReader struct {
+	Ctx      context.Context
+	R        io.Reader
+	Name     string
+	Total    int64
+	Progress func(name string, done, total int64)
 	done     int64
-	total    int64
-	progress func(string, int64, int64)
 }
 
-func (p *progressReader) Read(b []byte) (int, error) {
-	if err := p.ctx.Err(); err != nil {
+func (p *ProgressReader) Read(b []byte) (int, error) {
+	if err := p.Ctx.Err(); err != nil {
 		return 0, err
 	}
-	n, err := p.r.Read(b)
+	n, err := p.R.Read(b)
 	p.done += int64(n)
-	if p.progress != nil && n > 0 {
-		p.progress(p.name, p.done, p.total)
+	if p.Progress != nil && n > 0 {
+		p.Progress(p.Name, p.done, p.Total)
 	}
 	return n, err
 }
