@@ -68,21 +68,9 @@ func Config(opts Options) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var args []string
-	if opts.Console != "" {
-		args = append(args, "console="+opts.Console)
-	}
-	if opts.Cmdline != "" {
-		args = append(args, opts.Cmdline)
-	}
-	cmdline := strings.Join(args, " ")
-	// Single quotes keep GRUB from expanding anything; a quote, a newline or
-	// a backslash could not be carried through them.
-	if strings.ContainsAny(cmdline, "'\n\\") {
-		return nil, fmt.Errorf("%w: kernel parameters %q contain a quote, backslash or newline", ErrBadOption, cmdline)
-	}
-	if strings.Contains(cmdline, "cairn.slot=") {
-		return nil, fmt.Errorf("%w: kernel parameters %q set cairn.slot, which only the boot script may set", ErrBadOption, cmdline)
+	cmdline, err := partitions.BootCmdline(opts.Console, opts.Cmdline)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadOption, err)
 	}
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, "# Board settings (layout %s).\n", opts.Layout.Name)

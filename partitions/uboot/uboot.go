@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 
 	"github.com/cairn-edge/cairn/internal/atomicfile"
 
@@ -59,21 +58,9 @@ type Options struct {
 // Script returns the complete boot.cmd for a board: its settings, then the
 // embedded boot-state rule.
 func Script(opts Options) ([]byte, error) {
-	var args []string
-	if opts.Console != "" {
-		args = append(args, "console="+opts.Console)
-	}
-	if opts.Cmdline != "" {
-		args = append(args, opts.Cmdline)
-	}
-	cmdline := strings.Join(args, " ")
-	// Single quotes keep hush from expanding anything; a quote, a newline or
-	// a backslash could not be carried through them.
-	if strings.ContainsAny(cmdline, "'\n\\") {
-		return nil, fmt.Errorf("%w: kernel parameters %q contain a quote, backslash or newline", ErrBadOption, cmdline)
-	}
-	if strings.Contains(cmdline, "cairn.slot=") {
-		return nil, fmt.Errorf("%w: kernel parameters %q set cairn.slot, which only the boot script may set", ErrBadOption, cmdline)
+	cmdline, err := partitions.BootCmdline(opts.Console, opts.Cmdline)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadOption, err)
 	}
 	var buf bytes.Buffer
 	buf.WriteString("# Board settings.\n")
