@@ -27,7 +27,7 @@ type outcome struct {
 
 // recordOutcome keeps what the Apply that just ran reached, for Converged.
 func (r *Reconciler) recordOutcome(res *resolved, err error) {
-	o := &outcome{err: err, anyLease: r.cfg == nil}
+	o := &outcome{err: err, anyLease: r.cfg.dhcpEverywhere()}
 	if res != nil {
 		for _, l := range res.l3 {
 			if !l.DHCP4 {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	cloudinit "github.com/cairn-edge/cairn/cloud-init"
 )
 
 func TestConvergedOnlyOnceTheStaticConfigIsApplied(t *testing.T) {
@@ -71,5 +73,47 @@ func TestConvergedWaitsForTheDHCPLease(t *testing.T) {
 	waitFor(t, "convergence with a lease", func() bool { return r.Converged(context.Background()) == nil })
 	if out := dev.ip(t, "addr", "show", "eth0"); !strings.Contains(out, "inet 10.77.0.") {
 		t.Fatalf("converged, but eth0 has no leased address:\n%s", out)
+	}
+}
+
+// A config that names no interface, which is what FromCloudInit makes of a
+// device without network-config, gets DHCP on every wired link exactly as
+// a nil one does; before, it was a network of no links that converged at
+// once and never configured a NIC.
+func TestConfigWithoutInterfacesMeansDHCPOnEveryWiredLink(t *testing.T) {
+	needRoot(t)
+	fromSeed, err := FromCloudInit(&cloudinit.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		cfg  *Config
+	}{
+		{"nil", nil},
+		{"empty", &Config{}},
+		{"only a host name", &Config{Hostname: "storebox-9"}},
+		{"from a seed without network-config", fromSeed},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dev, peer := newNS(t), newNS(t)
+			veth(t, dev, "eth0", nil, peer, "peer0")
+			veth(t, dev, "eth1", nil, peer, "peer1")
+			host := &fakeHostname{}
+			r := newReconciler(t, dev, c.cfg, Options{Hostname: host})
+			if _, err := r.Apply(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := r.dhcpLinkNames(); !got["eth0"] || !got["eth1"] || len(got) != 2 {
+				t.Errorf("DHCP links %v, want eth0 and eth1", got)
+			}
+			err := r.Converged(context.Background())
+			if !errors.Is(err, ErrNotConverged) || !strings.Contains(err.Error(), "no DHCP lease yet on any of eth0, eth1") {
+				t.Errorf("converged before any lease: %v", err)
+			}
+			if name, _ := host.Hostname(); c.cfg != nil && name != c.cfg.Hostname {
+				t.Errorf("host name %q, want the config's %q", name, c.cfg.Hostname)
+			}
+		})
 	}
 }

@@ -100,7 +100,8 @@ type Reconciler struct {
 }
 
 // New returns a Reconciler for the namespace ns (netns.Get() for the
-// current one). A nil cfg means DHCP on every wired link.
+// current one). A nil cfg, or one with no interfaces (what FromCloudInit
+// gives without a network-config), means DHCP on every wired link.
 func New(ns netns.NsHandle, cfg *Config, opts Options) (*Reconciler, error) {
 	if cfg != nil {
 		if err := cfg.Validate(); err != nil {
@@ -181,9 +182,9 @@ func (r *Reconciler) apply(ctx context.Context, out **resolved) ([]Action, error
 }
 
 // desired returns the config to apply: the given one, or DHCP on every
-// wired link.
+// wired link when it names no interface (keeping its host name).
 func (r *Reconciler) desired() (*Config, error) {
-	if r.cfg != nil {
+	if !r.cfg.dhcpEverywhere() {
 		return r.cfg, nil
 	}
 	links, err := r.h.LinkList()
@@ -191,6 +192,9 @@ func (r *Reconciler) desired() (*Config, error) {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
 	cfg := &Config{}
+	if r.cfg != nil {
+		cfg.Hostname = r.cfg.Hostname
+	}
 	for _, l := range links {
 		if r.opts.Wired(l) {
 			name := l.Attrs().Name

@@ -25,6 +25,13 @@ type Config struct {
 	Hostname string
 }
 
+// dhcpEverywhere reports whether c names no interface at all, which
+// network-config's absence means: DHCP on every wired link. A nil Config
+// means the same.
+func (c *Config) dhcpEverywhere() bool {
+	return c == nil || len(c.Ethernets)+len(c.VLANs)+len(c.Bonds)+len(c.Bridges) == 0
+}
+
 // Interface holds the layer-3 settings every kind of link shares.
 type Interface struct {
 	DHCP4 bool
