@@ -24,19 +24,27 @@ type dnsmasq struct {
 // within seconds.
 func startDnsmasq(t *testing.T, n *testNS, iface, dir string, extra ...string) *dnsmasq {
 	t.Helper()
-	args := []string{"netns", "exec", n.name, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
-		"--port=0", "--interface=" + iface, "--bind-interfaces", "--dhcp-authoritative",
+	return runDnsmasq(t, n, iface, dir, append([]string{
 		"--dhcp-range=10.77.0.50,10.77.0.60,255.255.255.0,2m",
 		"--dhcp-option=option:router,10.77.0.1",
 		"--dhcp-option=option:dns-server,10.77.0.53",
 		"--dhcp-option=option:ntp-server,10.77.0.123",
 		"--dhcp-option=option:domain-search,store.example",
 		"--dhcp-option=option:T1,2", "--dhcp-option=option:T2,4",
+	}, extra...)...)
+}
+
+// runDnsmasq runs dnsmasq on iface of n with no DNS service and the
+// given DHCP or RA settings, logging to dir/dnsmasq.log.
+func runDnsmasq(t *testing.T, n *testNS, iface, dir string, settings ...string) *dnsmasq {
+	t.Helper()
+	args := []string{"netns", "exec", n.name, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
+		"--port=0", "--interface=" + iface, "--bind-interfaces", "--dhcp-authoritative",
 		"--dhcp-leasefile=" + filepath.Join(dir, "leases"),
 		"--pid-file=" + filepath.Join(dir, "dnsmasq.pid"),
 		"--log-dhcp", "--log-facility=" + filepath.Join(dir, "dnsmasq.log"),
 	}
-	cmd := exec.Command("ip", append(args, extra...)...)
+	cmd := exec.Command("ip", append(args, settings...)...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start dnsmasq: %v", err)

@@ -90,13 +90,36 @@ func (r *Reconciler) applyAddresses(l netlink.Link, s linkState, lease *Lease, a
 	return nil
 }
 
-// keepAddress spares what the kernel manages: IPv6 link-local addresses,
-// and with dhcp6 the addresses it configured from router advertisements.
+// keepAddress reports whether an address the config does not list stays.
+// The kernel's own IPv6 addresses are never the reconciler's to delete,
+// whatever dhcp6 says: link-local ones, and those it configured from
+// router advertisements (SLAAC and its temporary addresses), which carry
+// no IFA_F_PERMANENT and which the kernel expires itself. Deleting them
+// only made the next advertisement add them back, until the next resync
+// deleted them again. What the reconciler owns is what it adds: static
+// addresses (permanent, so an extra one is drift and goes) and DHCPv6
+// addresses (see isDHCPv6Address), which stay while dhcp6 is on.
 func keepAddress(a netlink.Addr, p netip.Prefix, s linkState) bool {
-	if p.Addr().Is6() && p.Addr().IsLinkLocalUnicast() {
+	switch {
+	case !p.Addr().Is6():
+		return false
+	case p.Addr().IsLinkLocalUnicast():
 		return true
+	case a.Flags&unix.IFA_F_PERMANENT != 0:
+		return false
+	case isDHCPv6Address(a, p):
+		return s.DHCP6
 	}
-	return s.DHCP6 && p.Addr().Is6() && a.Flags&unix.IFA_F_PERMANENT == 0
+	return true
+}
+
+// isDHCPv6Address tells the addresses the DHCPv6 client added, also those
+// of an earlier run of the agent, from the kernel's: they are /128s with
+// IFA_F_NOPREFIXROUTE (DHCPv6 hands out no prefix length; the on-link
+// prefix comes from router advertisements), while SLAAC makes /64s with a
+// prefix route.
+func isDHCPv6Address(a netlink.Addr, p netip.Prefix) bool {
+	return p.Addr().Is6() && p.Bits() == 128 && a.Flags&unix.IFA_F_NOPREFIXROUTE != 0 && a.Flags&unix.IFA_F_PERMANENT == 0
 }
 
 // routeKey identifies a route the reconciler owns.
