@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/cairn-edge/cairn/agent"
@@ -68,5 +69,20 @@ func TestStatusesSkipGarbledLines(t *testing.T) {
 	got := Statuses(console, 0)
 	if len(got) != 1 || got[0].Booted() != "B" || got[0].Offset != len(console)-1 {
 		t.Fatalf("Statuses = %+v, want the one whole line", got)
+	}
+}
+
+// TestReporterLinesAfterLoginPrompt reads lines that the getty's "login: "
+// prompt, which ends without a line break, runs into.
+func TestReporterLinesAfterLoginPrompt(t *testing.T) {
+	raw, _ := json.Marshal(api.DeviceStatus{Status: &agent.Status{Booted: "B"}})
+	nonce := strings.Repeat("ab", 32)
+	console := "cairn-e2e login: cairn-e2e attest " + nonce + " eyJ2IjoxfQ==\n" +
+		"cairn-e2e login: cairn-e2e status " + base64.StdEncoding.EncodeToString(raw) + "\n"
+	if m := attestLine.FindStringSubmatch(console); m == nil || m[1] != nonce || m[2] != "eyJ2IjoxfQ==" {
+		t.Errorf("attestation after the login prompt: got %q", m)
+	}
+	if got := Statuses(console, 0); len(got) != 1 || got[0].Booted() != "B" {
+		t.Errorf("status after the login prompt: got %+v", got)
 	}
 }

@@ -22,9 +22,12 @@ type Status struct {
 	Offset int // console offset just after the line
 }
 
+// The reporter's lines share the serial console with the kernel and the
+// getty, whose "login: " prompt has no line break: a line may start after
+// such a prefix, so the patterns are anchored only at their end.
 var (
-	statusLine = regexp.MustCompile(`(?m)^cairn-e2e status ([A-Za-z0-9+/=]+)$`)
-	attestLine = regexp.MustCompile(`(?m)^cairn-e2e attest ([0-9a-f]+) ([A-Za-z0-9+/=]+)$`)
+	statusLine = regexp.MustCompile(`(?m)\bcairn-e2e status ([A-Za-z0-9+/=]+)$`)
+	attestLine = regexp.MustCompile(`(?m)\bcairn-e2e attest ([0-9a-f]{64}) ([A-Za-z0-9+/=]+)$`)
 )
 
 // Statuses are the status lines the console shows from offset from on;
