@@ -50,6 +50,8 @@ type K3sStatus struct {
 	Staged      string   `json:"staged,omitempty"`
 	LastUpgrade string   `json:"last_upgrade"`
 	Bad         []string `json:"bad,omitempty"`
+	// Token says how the k3s token is kept and whether this boot got it.
+	Token *K3sTokenStatus `json:"token,omitempty"`
 }
 
 // ConfigStatus says which configuration the device runs and what is wrong
@@ -173,6 +175,11 @@ func (k *K3sStatus) writeText(w io.Writer) {
 		fmt.Fprintf(w, "; not retried: %s", strings.Join(k.Bad, ", "))
 	}
 	fmt.Fprintln(w)
+	if t := k.Token; t != nil && t.Error != "" {
+		fmt.Fprintf(w, "k3s token: %s: %s\n", t.Summary, t.Error)
+	} else if t != nil {
+		fmt.Fprintf(w, "k3s token: %s\n", t.Summary)
+	}
 }
 
 func slotDevice(boot *partitions.Boot, slot partitions.Slot) string {

@@ -44,6 +44,9 @@ type MeasuredBoot struct {
 	Root string
 	// TPM is the address tpm.Open takes; empty: Root's /dev/tpmrm0.
 	TPM string
+	// Open opens the TPM in place of TPM's address when set (tests: the
+	// in-process simulator); it returns tpm.ErrNoTPM for a device without.
+	Open func(context.Context) (*tpm.TPM, error)
 	// ReleaseKey verifies the booted slot's footer; nil: the key at
 	// DefaultReleaseKeyPath under Root.
 	ReleaseKey *ecdsa.PublicKey
@@ -63,7 +66,11 @@ func (m MeasuredBoot) tpmAddr() string {
 
 // openTPM opens the TPM, or returns nil, nil when the device has none.
 func (m MeasuredBoot) openTPM(ctx context.Context) (*tpm.TPM, error) {
-	t, err := tpm.Open(ctx, m.tpmAddr())
+	open := m.Open
+	if open == nil {
+		open = func(ctx context.Context) (*tpm.TPM, error) { return tpm.Open(ctx, m.tpmAddr()) }
+	}
+	t, err := open(ctx)
 	if errors.Is(err, tpm.ErrNoTPM) {
 		return nil, nil
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,7 +19,6 @@ import (
 	"github.com/cairn-edge/cairn/images/channel"
 	"github.com/cairn-edge/cairn/images/footer"
 	"github.com/cairn-edge/cairn/partitions"
-	"github.com/cairn-edge/cairn/partitions/fakedevice"
 )
 
 // measuredDevice is a device booted from slot B holding release 1.3.0,
@@ -34,21 +32,8 @@ type measuredDevice struct {
 
 func newMeasuredDevice(t *testing.T) *measuredDevice {
 	t.Helper()
-	root := fakedevice.Root(t, "console=ttyS0 cairn.slot=B", "8:3", fakedevice.SDA()...)
-	boot, err := partitions.Discover(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := filepath.Join(root, agent.DefaultReleaseKeyPath)
-	if err := os.MkdirAll(filepath.Dir(pub), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	key, err := channel.GenerateReleaseKey(filepath.Join(t.TempDir(), "release.key"), pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := signedslot.Write(t, filepath.Join(root, boot.Device), key, "1.3.0", "qemu-x86_64")
-	return &measuredDevice{root: root, boot: boot, key: key, footer: f}
+	d := signedslot.NewDevice(t, agent.DefaultReleaseKeyPath, "1.3.0", "qemu-x86_64")
+	return &measuredDevice{root: d.Root, boot: d.Boot, key: d.Key, footer: d.Footer}
 }
 
 // measure does what cairn-init does before mounting root: extend the TPM

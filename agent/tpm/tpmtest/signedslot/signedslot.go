@@ -1,5 +1,6 @@
 // Package signedslot writes slot images that hold nothing but a signed
-// footer, for tests of code that reads the booted slot's footer.
+// footer, and fake devices booted from them, for tests of code that reads
+// the booted slot's footer.
 package signedslot
 
 import (
@@ -11,9 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-edge/cairn/images/channel"
 	"github.com/cairn-edge/cairn/images/footer"
 	"github.com/cairn-edge/cairn/images/release"
 	"github.com/cairn-edge/cairn/images/verity"
+	"github.com/cairn-edge/cairn/partitions"
+	"github.com/cairn-edge/cairn/partitions/fakedevice"
 )
 
 // dataSize is the filesystem area of the slots Write makes.
@@ -66,4 +70,35 @@ func Write(t testing.TB, path string, key *ecdsa.PrivateKey, version, board stri
 		t.Fatal(err)
 	}
 	return f
+}
+
+// Device is a fake device (package fakedevice) booted from slot B, whose
+// slot holds a release signed by Key.
+type Device struct {
+	Root   string
+	Boot   *partitions.Boot
+	Key    *ecdsa.PrivateKey
+	Footer *footer.Footer
+}
+
+// NewDevice makes a Device with release version for board in slot B and a
+// new release key, whose public half it puts at pubPath under the root
+// (where the image keeps it: agent.ReleaseKeyPath).
+func NewDevice(t testing.TB, pubPath, version, board string) *Device {
+	t.Helper()
+	root := fakedevice.Root(t, "console=ttyS0 cairn.slot=B", "8:3", fakedevice.SDA()...)
+	boot, err := partitions.Discover(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := filepath.Join(root, pubPath)
+	if err := os.MkdirAll(filepath.Dir(pub), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	key, err := channel.GenerateReleaseKey(filepath.Join(t.TempDir(), "release.key"), pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := Write(t, filepath.Join(root, boot.Device), key, version, board)
+	return &Device{Root: root, Boot: boot, Key: key, Footer: f}
 }
