@@ -106,6 +106,7 @@ func (c *Config) defaults() {
 	if c.Rebooter == nil {
 		c.Rebooter = update.SystemRebooter{Log: c.Log}
 	}
+	set(&c.K3s.Token.Unsealed, c.path(agent.DefaultUnsealedTokenPath))
 	c.K3s.defaults(c.VarDir)
 }
 
@@ -187,7 +188,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		d.log.Warn("systemd notify", zap.Error(err))
 	}
-	go watchdog(ctx, d.log)
+	go watchdog(ctx, d.log, d.engine.Alive)
 	d.log.Info("agent running", zap.String("booted_slot", string(d.boot.Slot)), zap.String("os_version", d.osVersion()),
 		zap.String("socket", d.cfg.Socket))
 	return d.engine.Run(ctx)
@@ -239,8 +240,10 @@ func (d *Daemon) requireTPM() bool {
 	return h != nil && h.RequireTPM
 }
 
-// watchdog pings systemd at half the WatchdogSec interval while ctx lives.
-func watchdog(ctx context.Context, log *zap.Logger) {
+// watchdog pings systemd at half the WatchdogSec interval while ctx lives
+// and the update engine checked in within that half: a hung engine stops
+// the pings, and systemd restarts the agent.
+func watchdog(ctx context.Context, log *zap.Logger, alive func(within time.Duration) bool) {
 	interval, err := daemon.SdWatchdogEnabled(false)
 	if err != nil || interval == 0 {
 		return
@@ -252,6 +255,10 @@ func watchdog(ctx context.Context, log *zap.Logger) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if !alive(interval / 2) {
+				log.Warn("systemd watchdog: the update engine has not checked in, not pinging", zap.Duration("within", interval/2))
+				continue
+			}
 			if _, err := daemon.SdNotify(false, daemon.SdNotifyWatchdog); err != nil {
 				log.Warn("systemd watchdog", zap.Error(err))
 			}

@@ -26,6 +26,10 @@ type K3sSetup struct {
 	Binaries  k3s.Binaries // the image's k3s (agent.K3sImagePath), staged ones and the link on /var
 	RunnerDir string       // the child runner's state; VAR/k3s
 	Env       []string     // extra environment of k3s
+	// Token says where a device with a TPM keeps the k3s token: sealed
+	// on /var (VAR/k3s/token.sealed), unsealed on /run (Root's
+	// agent.DefaultUnsealedTokenPath).
+	Token agent.K3sTokenFiles
 	// NewRunner picks the runner; nil: k3s.NewRunner (systemd when it is
 	// PID 1, else a supervised child).
 	NewRunner func(k3s.Command) k3s.Runner
@@ -65,6 +69,7 @@ func (s *K3sSetup) defaults(varDir string) {
 	set(&s.Paths.Registries, d.Registries)
 	set(&s.Paths.Token, filepath.Join(varDir, "k3s/token"))
 	set(&s.Paths.ImageList, filepath.Join(varDir, "k3s/airgap-images.list"))
+	set(&s.Token.Sealed, filepath.Join(varDir, "k3s/token.sealed"))
 	set(&s.Binaries.Image, agent.K3sImagePath)
 	set(&s.Binaries.Dir, filepath.Join(varDir, "k3s/bin"))
 	set(&s.Binaries.Link, filepath.Join(varDir, "k3s/k3s"))
@@ -106,6 +111,10 @@ type k3sNode struct {
 	dataDir string
 	info    k3s.NodeInfo
 	log     *zap.Logger
+	// token is how the token is kept; tokenErr why k3s got none and did
+	// not start.
+	token    *agent.K3sTokenStatus
+	tokenErr error
 
 	mu      sync.Mutex
 	phase   update.Phase // the update state to publish next
@@ -135,7 +144,11 @@ func (d *Daemon) startK3s(ctx context.Context, c *cloudinit.K3s) (*k3sNode, erro
 	if err := s.Binaries.Boot(); err != nil {
 		return n, fmt.Errorf("k3s binary: %w", err)
 	}
-	files, err := k3s.Render(spec, k3s.Node{OSVersion: n.info.OSVersion, Slot: n.info.Slot}, s.Paths)
+	paths := s.Paths
+	if n.token, n.tokenErr = d.measured().PrepareK3sToken(ctx, d.boot, &spec, &paths, s.Token); n.tokenErr != nil {
+		return n, n.tokenErr
+	}
+	files, err := k3s.Render(spec, k3s.Node{OSVersion: n.info.OSVersion, Slot: n.info.Slot}, paths)
 	if err != nil {
 		return n, err
 	}
@@ -215,7 +228,10 @@ func (n *k3sNode) importImages(ctx context.Context, tarballs []string) {
 type k3sReadiness struct{ n *k3sNode }
 
 func (r k3sReadiness) Ready(ctx context.Context) error {
-	if r.n == nil || r.n.runner == nil {
+	switch {
+	case r.n != nil && r.n.tokenErr != nil:
+		return fmt.Errorf("k3s not started: %w", r.n.tokenErr)
+	case r.n == nil || r.n.runner == nil:
 		return errors.New("k3s did not start")
 	}
 	return r.n.probe.Check(ctx)

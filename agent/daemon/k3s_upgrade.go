@@ -190,7 +190,7 @@ func (d *Daemon) K3sStatus() *agent.K3sStatus {
 		return nil
 	}
 	s := d.k3s.setup
-	st := &agent.K3sStatus{LastUpgrade: "none"}
+	st := &agent.K3sStatus{LastUpgrade: "none", Token: d.k3s.token}
 	if _, v, err := s.Binaries.Current(); err == nil {
 		st.Running = v
 	}
