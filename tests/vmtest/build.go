@@ -59,6 +59,9 @@ func buildInitramfs(ctx context.Context, g Guest, k *Kernel, workDir, out string
 			return err
 		}
 	}
+	if err := addFiles(r, g.Files); err != nil {
+		return err
+	}
 	if err := addPackageDir(r, g.Dir); err != nil {
 		return err
 	}
@@ -68,6 +71,25 @@ func buildInitramfs(ctx context.Context, g Guest, k *Kernel, workDir, out string
 	}
 	r.addFile(plan.Path, b, 0o644)
 	return r.write(out)
+}
+
+// addFiles copies each host file or directory in files to its guest path.
+func addFiles(r *initramfs, files map[string]string) error {
+	for guest, src := range files {
+		fi, err := os.Stat(src)
+		if err != nil {
+			return fmt.Errorf("guest file %s: %w", guest, err)
+		}
+		if fi.IsDir() {
+			err = r.addTree(guest, src)
+		} else {
+			err = r.addHostFile(guest, src)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // addPackageDir makes the guest's working directory, with the package's

@@ -54,6 +54,11 @@ type Guest struct {
 	// Tools are host executables the tests call ("ip"), copied into the
 	// guest's /bin with their shared libraries.
 	Tools []string
+	// Files are host files or directories copied into the guest, keyed by
+	// guest path; a directory comes with its regular files and
+	// subdirectories. Tests that load modules themselves ship them this
+	// way, under /lib/modules/<Kernel.Release> as a device has them.
+	Files map[string]string
 	// Env is added to the guest test binary's environment.
 	Env []string
 	// Timeout bounds build, boot and tests; 0 means 5 minutes.

@@ -25,7 +25,8 @@ func TestGuestRunsTestsWithModulesAndTools(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := Guest{Run: "^TestGuestRunsTestsWithModulesAndTools$", Modules: []string{"8021q", "veth"}, Tools: []string{"ip"}}
+	g := Guest{Run: "^TestGuestRunsTestsWithModulesAndTools$", Modules: []string{"8021q", "veth"}, Tools: []string{"ip"},
+		Files: map[string]string{"/srv/files/vmtest.go": "vmtest.go", "/srv/tree": "internal"}}
 	res, err := Boot(context.Background(), g, cache, t.TempDir(), func(l string) { t.Log(l) })
 	if err != nil {
 		t.Fatalf("passing guest: %v", err)
@@ -40,7 +41,8 @@ func TestGuestRunsTestsWithModulesAndTools(t *testing.T) {
 }
 
 // guestChecks runs inside the guest: root, the module loaded with its
-// dependencies, the host tool working with its libraries.
+// dependencies, the host files copied, the host tool working with its
+// libraries.
 func guestChecks(t *testing.T) {
 	if os.Getenv(selfTestFail) == "1" {
 		t.Fatal("failing on purpose")
@@ -55,6 +57,11 @@ func guestChecks(t *testing.T) {
 	for _, m := range []string{"8021q ", "garp ", "mrp "} {
 		if !strings.Contains(string(mods), m) {
 			t.Errorf("module %s not loaded:\n%s", m, mods)
+		}
+	}
+	for _, f := range []string{"/srv/files/vmtest.go", "/srv/tree/plan/plan.go"} {
+		if b, err := os.ReadFile(f); err != nil || !strings.Contains(string(b), "\npackage ") {
+			t.Errorf("guest file %s: %v", f, err)
 		}
 	}
 	for _, args := range [][]string{
