@@ -52,6 +52,10 @@ type Board struct {
 	// BootFiles are small files written as they are onto the boot
 	// partition, by name (rpi4's config.txt).
 	BootFiles map[string]string `json:"boot_files,omitempty"`
+	// EncryptState makes cairn-init create the state partition encrypted
+	// with dm-crypt, its key sealed by the TPM, on a device that has one
+	// (docs/tpm.md, "Encrypted state partition").
+	EncryptState bool `json:"encrypt_state,omitempty"`
 	// HardwareTested says whether the image has booted on the real board.
 	HardwareTested bool `json:"hardware_tested"`
 }

@@ -68,6 +68,8 @@ func TestParseErrorsNameFileLineAndKey(t *testing.T) {
 		{"bad yaml", good + "packages: [a\n", "board b.yaml:"},
 		{"not a bool", good + "hardware_tested: maybe\n", "board b.yaml:8: hardware_tested:"},
 		{"repeated key", good + "arch: arm64\n", "board b.yaml:8: arch: repeated (first on line 2)"},
+		{"encrypt_state not a bool", good + "encrypt_state: yes please\n", "board b.yaml:8: encrypt_state:"},
+		{"encrypt_state without dm_crypt", good + "initrd_modules: [dm_mod]\nencrypt_state: true\n", "board b.yaml:9: encrypt_state: needs dm_crypt"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := Parse("b.yaml", []byte(c.yaml))
@@ -87,7 +89,11 @@ func TestParseGoodBoardDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(b.Components, ",") != "main" || b.MachineFirmware() != "" || b.HardwareTested {
+	if strings.Join(b.Components, ",") != "main" || b.MachineFirmware() != "" || b.HardwareTested || b.EncryptState {
 		t.Errorf("defaults: %+v", b)
+	}
+	b, err = Parse("b.yaml", []byte(good+"initrd_modules: [dm_mod, dm_crypt, xts]\nencrypt_state: true\n"))
+	if err != nil || !b.EncryptState {
+		t.Errorf("encrypt_state: true: %v, %+v", err, b)
 	}
 }

@@ -14,7 +14,7 @@ import (
 )
 
 var (
-	topKeys      = []string{"name", "description", "arch", "bootloader", "console", "cmdline", "layout", "kernel_package", "slot_size", "packages", "components", "initrd_modules", "firmware", "boot_files", "hardware_tested"}
+	topKeys      = []string{"name", "description", "arch", "bootloader", "console", "cmdline", "layout", "kernel_package", "slot_size", "packages", "components", "initrd_modules", "firmware", "boot_files", "hardware_tested", "encrypt_state"}
 	requiredKeys = []string{"name", "arch", "bootloader", "console", "layout", "kernel_package", "slot_size"}
 	firmwareKeys = []string{"package", "path", "dest"}
 	// rootTypes is the slot partition type each architecture's layout uses.
@@ -113,9 +113,14 @@ func (p *parser) scalars(b *Board) error {
 		return p.errf(n, "slot_size", "%v", err)
 	}
 	b.SlotSize = v
-	if n := p.fields["hardware_tested"]; n != nil {
-		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&b.HardwareTested) != nil {
-			return p.errf(n, "hardware_tested", "%q: want true or false", n.Value)
+	for _, f := range []struct {
+		key string
+		dst *bool
+	}{{"hardware_tested", &b.HardwareTested}, {"encrypt_state", &b.EncryptState}} {
+		if n := p.fields[f.key]; n != nil {
+			if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(f.dst) != nil {
+				return p.errf(n, f.key, "%q: want true or false", n.Value)
+			}
 		}
 	}
 	return nil
@@ -244,6 +249,9 @@ func (p *parser) check(b *Board) error {
 		if ps.Size != b.SlotSize {
 			return p.errf(p.fields["slot_size"], "slot_size", "%s: layout %s makes %s %s", partitions.FormatSize(b.SlotSize), l.Name, ps.Label, partitions.FormatSize(ps.Size))
 		}
+	}
+	if b.EncryptState && !slices.Contains(b.InitrdModules, "dm_crypt") {
+		return p.errf(p.fields["encrypt_state"], "encrypt_state", "needs dm_crypt in initrd_modules (and xts and ecb, when the kernel has them as modules)")
 	}
 	if !slices.Contains(b.Components, "main") {
 		return p.errf(p.fields["components"], "components", "want main among them")
