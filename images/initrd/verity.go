@@ -94,25 +94,56 @@ func SetupVerity(devDir, name, dev string, f *footer.Footer) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	node, err := dmCreate(devDir, name, unix.DM_READONLY_FLAG, uint64(f.DataSize/512), "verity", table)
+	if err != nil {
+		return "", fmt.Errorf("dm-verity %s: %w (table %q; is dm-verity loaded?)", dev, err, table)
+	}
+	return node, nil
+}
+
+// dmCreate creates the device-mapper device name with one target of
+// sectors 512-byte sectors, activates it and makes its node under
+// devDir/mapper. A table that does not load leaves no device behind.
+// Errors never quote params: a crypt table holds the key.
+func dmCreate(devDir, name string, flags uint32, sectors uint64, target, params string) (string, error) {
 	ctl, err := os.OpenFile(filepath.Join(devDir, "mapper", "control"), os.O_RDWR, 0)
 	if err != nil {
-		return "", fmt.Errorf("dm-verity %s: device-mapper control (is dm-mod loaded?): %w", dev, err)
+		return "", fmt.Errorf("device-mapper control (is dm-mod loaded?): %w", err)
 	}
 	defer ctl.Close()
 	created, err := dmIoctl(ctl, unix.DM_DEV_CREATE, name, 0, 0, "", "")
 	if err != nil {
-		return "", fmt.Errorf("dm-verity %s: create %s: %w", dev, name, err)
+		return "", fmt.Errorf("create %s: %w", name, err)
 	}
-	if _, err := dmIoctl(ctl, unix.DM_TABLE_LOAD, name, unix.DM_READONLY_FLAG, uint64(f.DataSize/512), "verity", table); err != nil {
-		return "", fmt.Errorf("dm-verity %s: load table %q (is dm-verity loaded?): %w", dev, table, err)
+	if _, err := dmIoctl(ctl, unix.DM_TABLE_LOAD, name, flags, sectors, target, params); err != nil {
+		dmIoctl(ctl, unix.DM_DEV_REMOVE, name, 0, 0, "", "")
+		return "", fmt.Errorf("load %s table of %s: %w", target, name, err)
 	}
 	if _, err := dmIoctl(ctl, unix.DM_DEV_SUSPEND, name, 0, 0, "", ""); err != nil {
-		return "", fmt.Errorf("dm-verity %s: resume %s: %w", dev, name, err)
+		dmIoctl(ctl, unix.DM_DEV_REMOVE, name, 0, 0, "", "")
+		return "", fmt.Errorf("resume %s: %w", name, err)
 	}
 	node := filepath.Join(devDir, "mapper", name)
 	major, minor := unix.Major(created.Dev), unix.Minor(created.Dev)
 	if err := unix.Mknod(node, unix.S_IFBLK|0o600, int(unix.Mkdev(major, minor))); err != nil && err != unix.EEXIST {
-		return "", fmt.Errorf("dm-verity %s: mknod %s (%d:%d): %w", dev, node, major, minor, err)
+		return "", fmt.Errorf("mknod %s (%d:%d): %w", node, major, minor, err)
 	}
 	return node, nil
+}
+
+// dmRemove removes the device-mapper device name and its node under
+// devDir/mapper; the device must not be in use.
+func dmRemove(devDir, name string) error {
+	ctl, err := os.OpenFile(filepath.Join(devDir, "mapper", "control"), os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("device-mapper control: %w", err)
+	}
+	defer ctl.Close()
+	if _, err := dmIoctl(ctl, unix.DM_DEV_REMOVE, name, 0, 0, "", ""); err != nil {
+		return fmt.Errorf("remove %s: %w", name, err)
+	}
+	if err := os.Remove(filepath.Join(devDir, "mapper", name)); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
 }
