@@ -1,6 +1,7 @@
 // Package initrd is the code of cairn-init, Cairn's /init: it checks the
 // slot the bootloader chose, sets up dm-verity from its signed footer,
-// measures it into the TPM, mounts root and /var, and switches to systemd.
+// measures it into the TPM, mounts root and /var (through dm-crypt when the
+// state partition is encrypted), and switches to systemd.
 package initrd
 
 import (
@@ -19,6 +20,7 @@ import (
 	"github.com/cairn-edge/cairn/agent/tpm"
 	"github.com/cairn-edge/cairn/images/channel"
 	"github.com/cairn-edge/cairn/images/footer"
+	"github.com/cairn-edge/cairn/images/statecrypt"
 	"github.com/cairn-edge/cairn/partitions"
 )
 
@@ -110,11 +112,23 @@ func runSlot(ctx context.Context, c Config) error {
 		// A state partition that cannot grow still holds the device's data.
 		c.logf("state %s: not grown to the end of its disk: %v", state, err)
 	}
-	if err := mountState(Sysroot, state, c.logf); err != nil {
+	if err := openVar(ctx, c, state, f); err != nil {
 		return fmt.Errorf("state %s: %w", state, err)
 	}
 	c.logf("root %s read-only, state %s on /var; starting %s", root, state, Init)
 	return mount.SwitchRoot(Sysroot, Init)
+}
+
+// openVar mounts /var from the state partition dev, decrypting it when
+// it is encrypted (mountVar), with the board switch and policy of the
+// booted slot's footer f.
+func openVar(ctx context.Context, c Config, dev string, f *footer.Footer) error {
+	s, done, err := stateCryptFor(ctx, f, c.logf)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return mountVar(Sysroot, dev, statecrypt.ReportPath, s, c.logf)
 }
 
 // mountVerified sets up dm-verity over dev from its checked footer,

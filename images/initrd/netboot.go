@@ -185,8 +185,9 @@ func copySparse(f *os.File, r io.Reader) (int64, error) {
 	}
 }
 
-// attachLoop makes a read-only loop device over file.
-func attachLoop(file string) (string, error) {
+// attachLoop makes a loop device over file with the loop flags given
+// (unix.LO_FLAGS_READ_ONLY for a slot image).
+func attachLoop(file string, flags uint32) (string, error) {
 	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
 	if err != nil {
 		return "", fmt.Errorf("loop: %w", err)
@@ -196,10 +197,16 @@ func attachLoop(file string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("loop: LOOP_CTL_GET_FREE: %w", err)
 	}
+	// The kernel makes the loop device read-only unless both the loop
+	// device and the file are open for writing.
+	mode := os.O_RDWR
+	if flags&unix.LO_FLAGS_READ_ONLY != 0 {
+		mode = os.O_RDONLY
+	}
 	dev := fmt.Sprintf("/dev/loop%d", n)
 	var lf *os.File
 	for i := 0; i < 50; i++ { // devtmpfs makes the node as the device appears
-		if lf, err = os.OpenFile(dev, os.O_RDONLY, 0); err == nil {
+		if lf, err = os.OpenFile(dev, mode, 0); err == nil {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -208,12 +215,12 @@ func attachLoop(file string) (string, error) {
 		return "", fmt.Errorf("loop: %w", err)
 	}
 	defer lf.Close()
-	bf, err := os.Open(file)
+	bf, err := os.OpenFile(file, mode, 0)
 	if err != nil {
 		return "", fmt.Errorf("loop: %w", err)
 	}
 	defer bf.Close()
-	cfg := unix.LoopConfig{Fd: uint32(bf.Fd()), Info: unix.LoopInfo64{Flags: unix.LO_FLAGS_READ_ONLY}}
+	cfg := unix.LoopConfig{Fd: uint32(bf.Fd()), Info: unix.LoopInfo64{Flags: flags}}
 	if err := unix.IoctlLoopConfigure(int(lf.Fd()), &cfg); err != nil {
 		return "", fmt.Errorf("loop: %s over %s: %w", dev, file, err)
 	}
@@ -229,7 +236,7 @@ func runDiskless(ctx context.Context, c Config, params map[string]string) error 
 	if err != nil {
 		return err
 	}
-	loop, err := attachLoop(file)
+	loop, err := attachLoop(file, unix.LO_FLAGS_READ_ONLY)
 	if err != nil {
 		return err
 	}
@@ -240,7 +247,7 @@ func runDiskless(ctx context.Context, c Config, params map[string]string) error 
 	state, err := waitForLabel(ctx, partitions.LabelState, 5*time.Second)
 	switch {
 	case err == nil:
-		if err := mountState(Sysroot, state, c.logf); err != nil {
+		if err := openVar(ctx, c, state, f); err != nil {
 			return fmt.Errorf("state %s: %w", state, err)
 		}
 	case errors.Is(err, partitions.ErrPartitionNotFound):
