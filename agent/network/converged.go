@@ -15,8 +15,8 @@ var ErrNotConverged = errors.New("network not converged")
 // outcome is what one Apply reached.
 type outcome struct {
 	err error
-	// dhcp are the links that asked for DHCPv4; leased those whose lease
-	// that Apply put in place.
+	// dhcp are the links that asked for DHCP; leased those whose lease
+	// that Apply put in place (see leased).
 	dhcp, leased []string
 	// required are the DHCP links that are not optional.
 	required []string
@@ -30,14 +30,14 @@ func (r *Reconciler) recordOutcome(res *resolved, err error) {
 	o := &outcome{err: err, anyLease: r.cfg.dhcpEverywhere()}
 	if res != nil {
 		for _, l := range res.l3 {
-			if !l.DHCP4 {
+			if !l.DHCP4 && !l.DHCP6 {
 				continue
 			}
 			o.dhcp = append(o.dhcp, l.name)
 			if !l.Optional {
 				o.required = append(o.required, l.name)
 			}
-			if r.lease(l.name) != nil {
+			if r.leased(l) {
 				o.leased = append(o.leased, l.name)
 			}
 		}
@@ -47,10 +47,21 @@ func (r *Reconciler) recordOutcome(res *resolved, err error) {
 	r.mu.Unlock()
 }
 
+// leased reports whether a DHCP link holds the lease it needs: a DHCPv4
+// one when it asks for dhcp4, else a DHCPv6 one. A link with both counts
+// as up on DHCPv4 alone, since many IPv6 networks hand out addresses by
+// SLAAC only and run no DHCPv6 server.
+func (r *Reconciler) leased(s linkState) bool {
+	if s.DHCP4 {
+		return r.lease(s.name) != nil
+	}
+	return r.lease6(s.name) != nil
+}
+
 // Converged reports whether the last Apply reached the configured state:
 // it ran without error (every non-optional interface found and configured,
-// addresses, routes and DNS in place), and each link that asks for DHCPv4
-// and is not optional holds a lease that Apply put on it. Without a
+// addresses, routes and DNS in place), and each link that asks for DHCP
+// and is not optional holds a lease that Apply put on it (see leased). Without a
 // network-config (DHCP on every wired link) one lease on any link is
 // enough. The error, wrapping ErrNotConverged, says what is missing; it
 // implements the health gate's NetworkState.

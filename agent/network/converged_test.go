@@ -104,7 +104,7 @@ func TestConfigWithoutInterfacesMeansDHCPOnEveryWiredLink(t *testing.T) {
 			if _, err := r.Apply(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			if got := r.dhcpLinkNames(); !got["eth0"] || !got["eth1"] || len(got) != 2 {
+			if got := r.dhcpLinkNames(); !got[dhcpKey{"eth0", 4}] || !got[dhcpKey{"eth1", 4}] || len(got) != 2 {
 				t.Errorf("DHCP links %v, want eth0 and eth1", got)
 			}
 			err := r.Converged(context.Background())

@@ -43,7 +43,7 @@ const (
 	LeaseRefused  LeaseEvent = "refused"  // a NAK: start over
 )
 
-// DHCPOptions tune the DHCPv4 clients.
+// DHCPOptions tune the DHCPv4 and DHCPv6 clients.
 type DHCPOptions struct {
 	// Timeout is how long one exchange waits for the first reply before
 	// retrying with a doubled timeout; 2 s when zero.
@@ -53,6 +53,8 @@ type DHCPOptions struct {
 	RetryFloor time.Duration
 	// OnEvent, when set, hears every lease change of every link.
 	OnEvent func(link string, ev LeaseEvent, l *Lease)
+	// OnEvent6 is OnEvent for the DHCPv6 clients.
+	OnEvent6 func(link string, ev LeaseEvent, l *Lease6)
 }
 
 // ErrNoLease is returned by a DHCP exchange that got no usable answer.
@@ -90,7 +92,7 @@ func (d *dhcpClient) run(ctx context.Context) error {
 // open creates the raw socket inside the link's namespace: the link has
 // no address yet, so only a packet socket can talk DHCP on it.
 func (d *dhcpClient) open() (*nclient4.Client, error) {
-	timeout := d.timeout()
+	timeout := d.opts.timeout()
 	var c *nclient4.Client
 	err := inNamespace(d.ns, func() error {
 		ifc, err := net.InterfaceByName(d.link)
@@ -182,7 +184,7 @@ func (d *dhcpClient) openUnicast(addr netip.Addr, hw net.HardwareAddr) (*nclient
 	var c *nclient4.Client
 	err := inNamespace(d.ns, func() error {
 		var err error
-		c, err = nclient4.NewWithConn(nil, hw, nclient4.WithTimeout(d.timeout()), nclient4.WithRetry(3),
+		c, err = nclient4.NewWithConn(nil, hw, nclient4.WithTimeout(d.opts.timeout()), nclient4.WithRetry(3),
 			nclient4.WithUnicast(&net.UDPAddr{IP: net.IP(addr.AsSlice()), Port: nclient4.ClientPort}))
 		return err
 	})
@@ -192,46 +194,63 @@ func (d *dhcpClient) openUnicast(addr netip.Addr, hw net.HardwareAddr) (*nclient
 	return c, nil
 }
 
-func (d *dhcpClient) timeout() time.Duration {
-	if d.opts.Timeout == 0 {
+// timeout is how long one exchange first waits for a reply.
+func (o DHCPOptions) timeout() time.Duration {
+	if o.Timeout == 0 {
 		return 2 * time.Second
 	}
-	return d.opts.Timeout
+	return o.Timeout
 }
 
-// extend asks for more time until deadline: RENEWING unicasts to the
-// server that granted the lease, REBINDING broadcasts to any server. The
-// pause between requests halves the time left, down to RetryFloor. It
-// returns LeaseRefused on a NAK and an empty event when deadline passed.
-func (d *dhcpClient) extend(ctx context.Context, c *nclient4.Client, lease *Lease, deadline time.Time, renewing bool) (*Lease, LeaseEvent) {
-	floor := d.opts.RetryFloor
+// retryUntil calls try until it reports done or deadline passes, pausing
+// between attempts half the time left, but at least RetryFloor. It
+// reports false when deadline passed or ctx ended first.
+func (o DHCPOptions) retryUntil(ctx context.Context, deadline time.Time, try func() bool) bool {
+	floor := o.RetryFloor
 	if floor == 0 {
 		floor = time.Minute
 	}
+	for time.Now().Before(deadline) {
+		if try() {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		wait := min(max(time.Until(deadline)/2, floor), time.Until(deadline))
+		if !sleepUntil(ctx, time.Now().Add(wait)) {
+			return false
+		}
+	}
+	return false
+}
+
+// extend asks for more time until deadline: RENEWING unicasts to the
+// server that granted the lease, REBINDING broadcasts to any server, as
+// often as retryUntil says. It returns LeaseRefused on a NAK and an empty
+// event when deadline passed.
+func (d *dhcpClient) extend(ctx context.Context, c *nclient4.Client, lease *Lease, deadline time.Time, renewing bool) (*Lease, LeaseEvent) {
 	dest, ev := &net.UDPAddr{IP: net.IPv4bcast, Port: nclient4.ServerPort}, LeaseRebound
 	if renewing {
 		dest, ev = &net.UDPAddr{IP: net.IP(lease.Server.AsSlice()), Port: nclient4.ServerPort}, LeaseRenewed
 	}
-	for time.Now().Before(deadline) {
+	var next *Lease
+	if !d.opts.retryUntil(ctx, deadline, func() bool {
 		ack, err := d.request(ctx, c, lease, dest, deadline)
-		if err == nil && ack.MessageType() == dhcpv4.MessageTypeNak {
-			return nil, LeaseRefused
+		if err != nil {
+			return false
 		}
-		if err == nil {
-			if l, err := leaseFrom(ack); err == nil && l.Address == lease.Address {
-				return l, ev
-			}
-			return nil, LeaseRefused
+		if l, err := leaseFrom(ack); err == nil && l.Address == lease.Address {
+			next = l
 		}
-		if ctx.Err() != nil {
-			return nil, ""
-		}
-		wait := min(max(time.Until(deadline)/2, floor), time.Until(deadline))
-		if !sleepUntil(ctx, time.Now().Add(wait)) {
-			return nil, ""
-		}
+		return true // an ACK for another address or a NAK refuses the lease
+	}) {
+		return nil, ""
 	}
-	return nil, ""
+	if next == nil {
+		return nil, LeaseRefused
+	}
+	return next, ev
 }
 
 func (d *dhcpClient) request(ctx context.Context, c *nclient4.Client, lease *Lease, dest *net.UDPAddr, deadline time.Time) (*dhcpv4.DHCPv4, error) {

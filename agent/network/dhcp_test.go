@@ -67,14 +67,15 @@ func (d *dnsmasq) stop() {
 	}
 }
 
-// leaseRecorder collects lease events in order.
-type leaseRecorder struct {
+// recorder collects the lease events of DHCPv4 (L = Lease) or DHCPv6
+// (L = Lease6) clients in order.
+type recorder[L any] struct {
 	mu     sync.Mutex
 	events []LeaseEvent
-	leases []*Lease
+	leases []*L
 }
 
-func (l *leaseRecorder) record(link string, ev LeaseEvent, lease *Lease) {
+func (l *recorder[L]) record(link string, ev LeaseEvent, lease *L) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.events = append(l.events, ev)
@@ -82,10 +83,10 @@ func (l *leaseRecorder) record(link string, ev LeaseEvent, lease *Lease) {
 }
 
 // count returns how often ev happened and the lease of the last one.
-func (l *leaseRecorder) count(ev LeaseEvent) (int, *Lease) {
+func (l *recorder[L]) count(ev LeaseEvent) (int, *L) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n, last := 0, (*Lease)(nil)
+	n, last := 0, (*L)(nil)
 	for i, e := range l.events {
 		if e == ev {
 			n, last = n+1, l.leases[i]
@@ -120,7 +121,7 @@ func TestNoConfigGetsDHCPThatRenewsAndRebinds(t *testing.T) {
 	dir := t.TempDir()
 	first := startDnsmasq(t, srv, "srv0", dir, "--dhcp-host="+mac.String()+",storebox-7")
 
-	rec := &leaseRecorder{}
+	rec := &recorder[Lease]{}
 	host := &fakeHostname{}
 	resolv := filepath.Join(t.TempDir(), "resolv.conf")
 	r := newReconciler(t, dev, nil, Options{

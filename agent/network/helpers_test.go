@@ -152,7 +152,13 @@ func hasAction(acts []Action, link string, op Op) bool {
 // feature from hanging the test.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	waitForWithin(t, time.Minute, what, cond)
+}
+
+// waitForWithin is waitFor for what comes only after a lease's T1 or so.
+func waitForWithin(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("gave up waiting for %s", what)

@@ -27,6 +27,10 @@ func (r *Reconciler) applyHost(cfg *Config, res *resolved, acts *[]Action) error
 				hostname = l.Hostname
 			}
 		}
+		if l := r.linkLease6(s); l != nil {
+			ns.Addresses = append(slices.Clone(ns.Addresses), l.DNS...)
+			ns.Search = append(slices.Clone(ns.Search), l.Search...)
+		}
 		for _, a := range ns.Addresses {
 			if !slices.Contains(servers, a) {
 				servers = append(servers, a)

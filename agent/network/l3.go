@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -39,7 +40,7 @@ func (r *Reconciler) applyLink(s linkState, acts *[]Action) error {
 		*acts = append(*acts, Action{Link: s.name, Op: OpSetUp})
 	}
 	lease := r.linkLease(s)
-	if err := r.applyAddresses(l, s, lease, acts); err != nil {
+	if err := r.applyAddresses(l, s, lease, r.linkLease6(s), acts); err != nil {
 		return err
 	}
 	return r.applyRoutes(l, s, lease, acts)
@@ -52,23 +53,36 @@ func (r *Reconciler) linkLease(s linkState) *Lease {
 	return r.lease(s.name)
 }
 
-func (r *Reconciler) applyAddresses(l netlink.Link, s linkState, lease *Lease, acts *[]Action) error {
+func (r *Reconciler) linkLease6(s linkState) *Lease6 {
+	if !s.DHCP6 {
+		return nil
+	}
+	return r.lease6(s.name)
+}
+
+func (r *Reconciler) applyAddresses(l netlink.Link, s linkState, lease *Lease, lease6 *Lease6, acts *[]Action) error {
 	want := slices.Clone(s.Addresses)
 	if lease != nil {
 		want = append(want, lease.Address)
 	}
+	leased6 := lease6.prefixes()
 	have, err := r.h.AddrList(l, netlink.FAMILY_ALL)
 	if err != nil {
 		return fmt.Errorf("link %s: list addresses: %w", s.name, err)
 	}
 	present := map[netip.Prefix]bool{}
+	kernel6 := map[netip.Prefix]netlink.Addr{}
 	for _, a := range have {
 		p, ok := prefixOf(a.IPNet)
 		if !ok {
 			continue
 		}
 		present[p] = true
-		if slices.Contains(want, p) || keepAddress(a, p, s) {
+		if slices.Contains(leased6, p) {
+			kernel6[p] = a
+			continue
+		}
+		if slices.Contains(want, p) || keepAddress(a, p, s, lease6) {
 			continue
 		}
 		if err := r.h.AddrDel(l, &a); err != nil {
@@ -87,7 +101,50 @@ func (r *Reconciler) applyAddresses(l netlink.Link, s linkState, lease *Lease, a
 		present[p] = true
 		*acts = append(*acts, Action{Link: s.name, Op: OpAddAddress, Detail: p.String()})
 	}
+	return r.applyLease6(l, s.name, lease6, kernel6, acts)
+}
+
+// lifetimeSlack is how far the kernel's remaining lifetime of a DHCPv6
+// address may be from the lease's before it is set again: the two count
+// down separately, in whole seconds.
+const lifetimeSlack = 3
+
+// applyLease6 puts the DHCPv6 lease's addresses on the link as /128s with
+// noprefixroute and the lease's remaining lifetimes, so the kernel drops
+// them when the lease runs out; after a renewal it sets the new lifetimes.
+func (r *Reconciler) applyLease6(l netlink.Link, link string, lease *Lease6, have map[netip.Prefix]netlink.Addr, acts *[]Action) error {
+	if lease == nil {
+		return nil
+	}
+	for _, a := range lease.Addresses {
+		p := netip.PrefixFrom(a.Addr, 128)
+		valid := int(time.Until(lease.Acquired.Add(a.Valid)).Seconds())
+		preferred := max(0, int(time.Until(lease.Acquired.Add(a.Preferred)).Seconds()))
+		if valid <= 0 {
+			continue // gone from the kernel by itself, or about to be
+		}
+		old, ok := have[p]
+		if ok && abs(old.ValidLft-valid) <= lifetimeSlack && abs(old.PreferedLft-preferred) <= lifetimeSlack {
+			continue
+		}
+		addr := &netlink.Addr{IPNet: ipNet(p), Flags: unix.IFA_F_NOPREFIXROUTE, ValidLft: valid, PreferedLft: preferred}
+		if err := r.h.AddrReplace(l, addr); err != nil {
+			return fmt.Errorf("link %s: DHCPv6 address %s: %w", link, p, err)
+		}
+		op, detail := OpAddAddress, p.String()
+		if ok {
+			op, detail = OpSetLifetime, fmt.Sprintf("%s valid %ds preferred %ds", p, valid, preferred)
+		}
+		*acts = append(*acts, Action{Link: link, Op: op, Detail: detail})
+	}
 	return nil
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
 }
 
 // keepAddress reports whether an address the config does not list stays.
@@ -98,8 +155,9 @@ func (r *Reconciler) applyAddresses(l netlink.Link, s linkState, lease *Lease, a
 // only made the next advertisement add them back, until the next resync
 // deleted them again. What the reconciler owns is what it adds: static
 // addresses (permanent, so an extra one is drift and goes) and DHCPv6
-// addresses (see isDHCPv6Address), which stay while dhcp6 is on.
-func keepAddress(a netlink.Addr, p netip.Prefix, s linkState) bool {
+// addresses (see isDHCPv6Address), which stay while dhcp6 is on and no
+// lease says otherwise.
+func keepAddress(a netlink.Addr, p netip.Prefix, s linkState, lease6 *Lease6) bool {
 	switch {
 	case !p.Addr().Is6():
 		return false
@@ -108,7 +166,9 @@ func keepAddress(a netlink.Addr, p netip.Prefix, s linkState) bool {
 	case a.Flags&unix.IFA_F_PERMANENT != 0:
 		return false
 	case isDHCPv6Address(a, p):
-		return s.DHCP6
+		// Until this run holds a lease, an earlier run's addresses stay
+		// and expire by their lifetimes; a lease names the ones to keep.
+		return s.DHCP6 && lease6 == nil
 	}
 	return true
 }

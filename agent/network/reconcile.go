@@ -28,10 +28,12 @@ const (
 	OpSetUp      Op = "set-up"
 	OpAddAddress Op = "add-address"
 	OpDelAddress Op = "del-address"
-	OpAddRoute   Op = "add-route"
-	OpDelRoute   Op = "del-route"
-	OpResolvConf Op = "write-resolv-conf"
-	OpHostname   Op = "set-hostname"
+	// OpSetLifetime sets new lifetimes on a DHCPv6 address after a renewal.
+	OpSetLifetime Op = "set-lifetime"
+	OpAddRoute    Op = "add-route"
+	OpDelRoute    Op = "del-route"
+	OpResolvConf  Op = "write-resolv-conf"
+	OpHostname    Op = "set-hostname"
 )
 
 // Action is one change Apply made to the kernel or the host.
@@ -75,7 +77,7 @@ type Options struct {
 	// Wired selects the links that get DHCP when the config is nil.
 	// Nil selects physical Ethernet devices (see IsWired).
 	Wired func(netlink.Link) bool
-	// DHCP configures the DHCPv4 clients Run starts.
+	// DHCP configures the DHCPv4 and DHCPv6 clients Run starts.
 	DHCP DHCPOptions
 	// OnApply, when set, is called after every reconcile Run makes.
 	OnApply func([]Action, error)
@@ -94,9 +96,10 @@ type Reconciler struct {
 	log  *slog.Logger
 
 	mu        sync.Mutex
-	leases    map[string]*Lease // by kernel link name
-	dhcpLinks []string          // links with dhcp4, as the last Apply found them
-	outcome   *outcome          // what the last Apply reached; nil before the first
+	leases    map[string]*Lease  // by kernel link name
+	leases6   map[string]*Lease6 // by kernel link name
+	dhcpLinks []dhcpKey          // links with dhcp4 or dhcp6, as the last Apply found them
+	outcome   *outcome           // what the last Apply reached; nil before the first
 }
 
 // New returns a Reconciler for the namespace ns (netns.Get() for the
@@ -122,7 +125,7 @@ func New(ns netns.NsHandle, cfg *Config, opts Options) (*Reconciler, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Reconciler{ns: ns, h: h, cfg: cfg, opts: opts, log: log, leases: map[string]*Lease{}}, nil
+	return &Reconciler{ns: ns, h: h, cfg: cfg, opts: opts, log: log, leases: map[string]*Lease{}, leases6: map[string]*Lease6{}}, nil
 }
 
 // Close releases the netlink handle.
@@ -205,10 +208,13 @@ func (r *Reconciler) desired() (*Config, error) {
 }
 
 func (r *Reconciler) recordDHCPLinks(res *resolved) {
-	var names []string
+	var names []dhcpKey
 	for _, s := range res.l3 {
 		if s.DHCP4 {
-			names = append(names, s.name)
+			names = append(names, dhcpKey{s.name, 4})
+		}
+		if s.DHCP6 {
+			names = append(names, dhcpKey{s.name, 6})
 		}
 	}
 	r.mu.Lock()
@@ -233,12 +239,33 @@ func (r *Reconciler) lease(link string) *Lease {
 	return r.leases[link]
 }
 
-// NTPServers returns the time servers the current DHCP leases name.
+// setLease6 records the DHCPv6 lease of link (nil drops it).
+func (r *Reconciler) setLease6(link string, l *Lease6) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if l == nil {
+		delete(r.leases6, link)
+		return
+	}
+	r.leases6[link] = l
+}
+
+func (r *Reconciler) lease6(link string) *Lease6 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.leases6[link]
+}
+
+// NTPServers returns the time servers the current DHCP leases name,
+// DHCPv4 ones first.
 func (r *Reconciler) NTPServers() []netip.Addr {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []netip.Addr
 	for _, l := range r.leases {
+		out = append(out, l.NTP...)
+	}
+	for _, l := range r.leases6 {
 		out = append(out, l.NTP...)
 	}
 	return out

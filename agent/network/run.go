@@ -15,6 +15,12 @@ import (
 // undone too.
 const defaultResync = time.Minute
 
+// dhcpKey names the DHCP client of one link and IP version (4 or 6).
+type dhcpKey struct {
+	link    string
+	version int
+}
+
 // dhcpRun is a DHCP client running on one link.
 type dhcpRun struct {
 	cancel context.CancelFunc
@@ -24,7 +30,8 @@ type dhcpRun struct {
 // Run reconciles until ctx ends: once at the start, again on every link
 // event (a cable unplugged and plugged back in, a link someone set down),
 // whenever a DHCP lease changes, and every Options.Resync. It keeps a DHCPv4
-// client on every link with dhcp4. Apply errors are logged, reported to
+// client on every link with dhcp4 and a DHCPv6 client on every link with
+// dhcp6. Apply errors are logged, reported to
 // OnApply and retried; Run returns only when ctx ends or the kernel stops
 // sending link events.
 func (r *Reconciler) Run(ctx context.Context) error {
@@ -45,7 +52,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		return fmt.Errorf("subscribe to link events in %s: %w", r.ns, err)
 	}
 	kick := make(chan struct{}, 1)
-	clients := map[string]*dhcpRun{}
+	clients := map[dhcpKey]*dhcpRun{}
 	defer func() {
 		for _, c := range clients {
 			c.cancel()
@@ -97,7 +104,7 @@ func (r *Reconciler) report(acts []Action, err error) {
 
 // drain takes the events that queued up behind the first, so a burst of
 // them costs one reconcile.
-func drain(updates chan netlink.LinkUpdate, carrier map[string]bool, clients map[string]*dhcpRun, r *Reconciler) {
+func drain(updates chan netlink.LinkUpdate, carrier map[string]bool, clients map[dhcpKey]*dhcpRun, r *Reconciler) {
 	for {
 		select {
 		case u, ok := <-updates:
@@ -111,10 +118,10 @@ func drain(updates chan netlink.LinkUpdate, carrier map[string]bool, clients map
 	}
 }
 
-// linkEvent restarts the DHCP client of a link whose carrier came back:
+// linkEvent restarts the DHCP clients of a link whose carrier came back:
 // the cable may now lead to another network, and the server may have
 // forgotten the lease.
-func (r *Reconciler) linkEvent(u netlink.LinkUpdate, carrier map[string]bool, clients map[string]*dhcpRun) {
+func (r *Reconciler) linkEvent(u netlink.LinkUpdate, carrier map[string]bool, clients map[dhcpKey]*dhcpRun) {
 	name := u.Attrs().Name
 	up := u.Flags&unix.IFF_LOWER_UP != 0
 	if u.Header.Type == unix.RTM_DELLINK {
@@ -124,71 +131,95 @@ func (r *Reconciler) linkEvent(u netlink.LinkUpdate, carrier map[string]bool, cl
 	was, known := carrier[name]
 	carrier[name] = up
 	if known && !was && up {
-		if c, ok := clients[name]; ok {
-			r.log.Info("carrier back, restarting DHCP", "link", name)
-			c.cancel()
-			<-c.done
-			delete(clients, name)
+		for _, k := range []dhcpKey{{name, 4}, {name, 6}} {
+			if c, ok := clients[k]; ok {
+				r.log.Info("carrier back, restarting DHCP", "link", name, "version", k.version)
+				c.cancel()
+				<-c.done
+				delete(clients, k)
+			}
 		}
 	}
 }
 
-// syncDHCP starts a client on every dhcp4 link that has none (or whose
-// client ended) and stops the clients of links that no longer want one.
-func (r *Reconciler) syncDHCP(ctx context.Context, clients map[string]*dhcpRun, kick chan struct{}) {
+// syncDHCP starts a client for every dhcp4 or dhcp6 link that has none
+// (or whose client ended) and stops the clients of links that no longer
+// want one.
+func (r *Reconciler) syncDHCP(ctx context.Context, clients map[dhcpKey]*dhcpRun, kick chan struct{}) {
 	want := r.dhcpLinkNames()
-	for name, c := range clients {
+	for k, c := range clients {
 		select {
 		case <-c.done:
-			delete(clients, name)
+			delete(clients, k)
 			continue
 		default:
 		}
-		if !want[name] {
+		if !want[k] {
 			c.cancel()
 			<-c.done
-			delete(clients, name)
-			r.setLease(name, nil)
+			delete(clients, k)
+			r.dropLease(k)
 		}
 	}
-	for name := range want {
-		if _, ok := clients[name]; ok {
+	for k := range want {
+		if _, ok := clients[k]; ok {
 			continue
 		}
 		cctx, cancel := context.WithCancel(ctx)
 		c := &dhcpRun{cancel: cancel, done: make(chan struct{})}
-		clients[name] = c
-		dc := &dhcpClient{link: name, ns: r.ns, opts: r.opts.DHCP, update: r.leaseUpdater(name, kick)}
+		clients[k] = c
+		run := r.dhcpClient(k, kick)
 		go func() {
 			defer close(c.done)
-			if err := dc.run(cctx); err != nil && cctx.Err() == nil {
-				r.log.Warn("dhcp client ended", "link", name, "err", err)
+			if err := run(cctx); err != nil && cctx.Err() == nil {
+				r.log.Warn("dhcp client ended", "link", k.link, "version", k.version, "err", err)
 			}
 		}()
 	}
 }
 
-// leaseUpdater records lease changes of link and asks Run to reconcile.
-func (r *Reconciler) leaseUpdater(link string, kick chan struct{}) func(LeaseEvent, *Lease) {
-	return func(ev LeaseEvent, l *Lease) {
-		r.log.Info("dhcp", "link", link, "event", string(ev))
-		r.setLease(link, l)
-		if r.opts.DHCP.OnEvent != nil {
-			r.opts.DHCP.OnEvent(link, ev, l)
-		}
+func (r *Reconciler) dropLease(k dhcpKey) {
+	if k.version == 6 {
+		r.setLease6(k.link, nil)
+	} else {
+		r.setLease(k.link, nil)
+	}
+}
+
+// dhcpClient returns the run function of k's client, which records lease
+// changes and asks Run to reconcile.
+func (r *Reconciler) dhcpClient(k dhcpKey, kick chan struct{}) func(context.Context) error {
+	changed := func(ev LeaseEvent) {
+		r.log.Info("dhcp", "link", k.link, "version", k.version, "event", string(ev))
 		select {
 		case kick <- struct{}{}:
 		default:
 		}
 	}
+	if k.version == 6 {
+		return (&dhcp6Client{link: k.link, ns: r.ns, opts: r.opts.DHCP, update: func(ev LeaseEvent, l *Lease6) {
+			r.setLease6(k.link, l)
+			if r.opts.DHCP.OnEvent6 != nil {
+				r.opts.DHCP.OnEvent6(k.link, ev, l)
+			}
+			changed(ev)
+		}}).run
+	}
+	return (&dhcpClient{link: k.link, ns: r.ns, opts: r.opts.DHCP, update: func(ev LeaseEvent, l *Lease) {
+		r.setLease(k.link, l)
+		if r.opts.DHCP.OnEvent != nil {
+			r.opts.DHCP.OnEvent(k.link, ev, l)
+		}
+		changed(ev)
+	}}).run
 }
 
-func (r *Reconciler) dhcpLinkNames() map[string]bool {
+func (r *Reconciler) dhcpLinkNames() map[dhcpKey]bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := map[string]bool{}
-	for _, n := range r.dhcpLinks {
-		out[n] = true
+	out := map[dhcpKey]bool{}
+	for _, k := range r.dhcpLinks {
+		out[k] = true
 	}
 	return out
 }

@@ -68,7 +68,7 @@ func TestCarrierLossAndReturnReacquiresTheLease(t *testing.T) {
 	veth(t, dev, "eth0", mac, srv, "srv0")
 	srv.ip(t, "addr", "add", "10.77.0.1/24", "dev", "srv0")
 	startDnsmasq(t, srv, "srv0", t.TempDir())
-	rec := &leaseRecorder{}
+	rec := &recorder[Lease]{}
 	r := newReconciler(t, dev, &Config{Ethernets: []Ethernet{{ID: "wan", Match: Match{MAC: mac}, Interface: Interface{DHCP4: true}}}},
 		Options{Resync: time.Hour, DHCP: DHCPOptions{Timeout: 500 * time.Millisecond, RetryFloor: 200 * time.Millisecond, OnEvent: rec.record}})
 	runInBackground(t, r)
