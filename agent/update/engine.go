@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/Masterminds/semver/v3"
@@ -72,6 +73,9 @@ type EngineConfig struct {
 	Now      func() time.Time // nil: time.Now
 	Clock    Clock            // waits for a reboot window; nil: the real clock
 	Log      *zap.Logger      // nil: no logs
+	// Heartbeat is how often the engine checks in while it waits (see
+	// Engine.Alive); zero means DefaultHeartbeat.
+	Heartbeat time.Duration
 	// OnTransition, when set, is told every persisted state, after the
 	// write (the daemon publishes it as a node label). It must not block.
 	OnTransition func(State)
@@ -97,6 +101,9 @@ type Engine struct {
 	wake chan struct{}
 	// updateNow asks Run to run an update (CheckNow found one).
 	updateNow chan struct{}
+	// beat is when the engine last checked in (Alive), in Unix
+	// nanoseconds of cfg.Now.
+	beat atomic.Int64
 }
 
 // NewEngine loads the state file and checks the configuration.
@@ -124,11 +131,16 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
 	st, err := loadState(cfg.StatePath)
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{cfg: cfg, st: st, wake: make(chan struct{}, 1), updateNow: make(chan struct{}, 1)}, nil
+	e := &Engine{cfg: cfg, st: st, wake: make(chan struct{}, 1), updateNow: make(chan struct{}, 1)}
+	e.checkIn()
+	return e, nil
 }
 
 // Status is the update state for the local API and status command.
@@ -259,7 +271,7 @@ func (e *Engine) install(ctx context.Context) error {
 	}
 	e.stepDone("mark bad target")
 	req := InstallRequest{Target: st.Offer.Image, Manifest: st.Offer.Manifest, Device: e.slotDevice(st.Target)}
-	err := e.cfg.Installer.Install(ctx, req, e.setProgress)
+	err := e.await(func() error { return e.cfg.Installer.Install(ctx, req, e.setProgress) })
 	if err != nil {
 		if ctx.Err() != nil {
 			// Stopped, not failed: the next start resumes the install.

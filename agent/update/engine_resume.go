@@ -104,7 +104,7 @@ func (e *Engine) trial(ctx context.Context) error {
 		return e.revert(ctx, st)
 	}
 	e.cfg.Log.Info("health gate started", zap.String("version", st.Version), zap.String("slot", string(st.Target)))
-	gateErr := e.cfg.Health(ctx)
+	gateErr := e.await(func() error { return e.cfg.Health(ctx) })
 	if ctx.Err() != nil {
 		// Stopped, not failed: the next start runs the gate again.
 		return ctx.Err()

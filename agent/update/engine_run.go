@@ -53,7 +53,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.Resume(ctx); err != nil && ctx.Err() == nil {
 		e.cfg.Log.Error("update engine: resume", zap.Error(err))
 	}
+	heartbeat := time.NewTicker(e.cfg.Heartbeat)
+	defer heartbeat.Stop()
 	for {
+		e.checkIn()
 		var window <-chan time.Time
 		if st := e.state(); st.Phase == PhaseInstalled {
 			now := e.cfg.Now()
@@ -65,6 +68,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-heartbeat.C:
 		case <-e.wake:
 		case <-e.updateNow:
 			if _, err := e.Update(ctx); err != nil && !idle(err) && ctx.Err() == nil {

@@ -1,0 +1,83 @@
+package update
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+type rebootFunc func(ctx context.Context, reason string) error
+
+func (f rebootFunc) Reboot(ctx context.Context, reason string) error { return f(ctx, reason) }
+
+type installFunc func(ctx context.Context, req InstallRequest, progress func(done, total int64)) error
+
+func (f installFunc) Install(ctx context.Context, req InstallRequest, progress func(done, total int64)) error {
+	return f(ctx, req, progress)
+}
+
+// TestEngineThatHangsStopsCheckingIn: the watchdog may be pinged only
+// while the engine checks in. An idle engine and one waiting for a long
+// install do; one stuck in a step of its own (here a reboot that never
+// returns) does not, however long it stays stuck.
+func TestEngineThatHangsStopsCheckingIn(t *testing.T) {
+	d := newSim(t)
+	var now atomic.Int64
+	now.Store(time.Date(2026, 6, 5, 12, 0, 0, 0, time.UTC).UnixNano())
+	d.now = func() time.Time { return time.Unix(0, now.Load()) }
+	advance := func(by time.Duration) { now.Add(int64(by)) }
+	d.f.publish(board, "1.1.0", "stable", 100)
+	e := d.agent()
+	e.cfg.Heartbeat = time.Millisecond
+	installing, finishInstall := make(chan struct{}), make(chan struct{})
+	e.cfg.Installer = installFunc(func(ctx context.Context, req InstallRequest, progress func(int64, int64)) error {
+		close(installing)
+		<-finishInstall
+		return d.Install(ctx, req, progress)
+	})
+	rebooting, neverReturns := make(chan struct{}), make(chan struct{})
+	e.cfg.Rebooter = rebootFunc(func(context.Context, string) error {
+		close(rebooting)
+		<-neverReturns
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	t.Cleanup(func() {
+		close(neverReturns)
+		cancel()
+		<-done
+	})
+
+	const within = time.Minute
+	// Each wait checks in again after the clock moved on; none of them
+	// can pass for an engine that does not.
+	waitAlive := func(what string) {
+		t.Helper()
+		advance(2 * within)
+		for i := 0; !e.Alive(within); i++ {
+			if i == 10000 {
+				t.Fatalf("%s: the engine did not check in", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitAlive("idle")
+	if _, err := e.CheckNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-installing
+	waitAlive("waiting for the install")
+	close(finishInstall)
+	<-rebooting
+	advance(2 * within)
+	// Run is inside Reboot: nothing of the engine can check in now.
+	if e.Alive(within) {
+		t.Fatal("an engine stuck in a reboot that never returns still counts as alive")
+	}
+	if !e.Alive(3 * within) {
+		t.Fatal("the last check-in before the reboot is lost")
+	}
+}
