@@ -5,12 +5,14 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 
 	"github.com/cairn-edge/cairn/agent/health"
 	"github.com/cairn-edge/cairn/agent/tpm"
 	"github.com/cairn-edge/cairn/images/channel"
 	"github.com/cairn-edge/cairn/images/footer"
+	"github.com/cairn-edge/cairn/images/statecrypt"
 	"github.com/cairn-edge/cairn/partitions"
 )
 
@@ -36,6 +38,9 @@ var (
 	// ErrMeasuredOtherSlot: the measurement log names another slot than
 	// the one the device runs from.
 	ErrMeasuredOtherSlot = errors.New("measured slot is not the booted slot")
+	// ErrStateNotOpened: cairn-init could not open the encrypted state
+	// partition on this boot (statecrypt.Report's error) and /var is a tmpfs.
+	ErrStateNotOpened = errors.New("encrypted state partition not opened on this boot, /var is a tmpfs")
 )
 
 // MeasuredBoot says where the measured boot's pieces are on a device. Paths
@@ -159,7 +164,9 @@ func (m MeasuredBoot) Measurement(ctx context.Context, boot *partitions.Boot) *M
 
 // HealthCheck is the health gate's check that the measured slot matches its
 // signed manifest. A device without TPM passes unmeasured unless
-// RequireTPM is set.
+// RequireTPM is set. A boot on which cairn-init could not open the
+// encrypted state partition fails it too (ErrStateNotOpened): the slot
+// the TPM does not approve is the usual reason.
 func (m MeasuredBoot) HealthCheck(boot *partitions.Boot) health.Check {
 	return health.Func(MeasuredSlotCheckName, func(ctx context.Context) error {
 		r, err := m.CheckMeasuredSlot(ctx, boot)
@@ -169,6 +176,24 @@ func (m MeasuredBoot) HealthCheck(boot *partitions.Boot) health.Check {
 		case !r.Measured && m.RequireTPM:
 			return fmt.Errorf("%s: %w", r, ErrTPMRequired)
 		}
+		if err := m.stateOpened(); err != nil {
+			return fmt.Errorf("%s: %w", r, err)
+		}
 		return nil
 	})
+}
+
+// stateOpened reads cairn-init's report on the state partition; none
+// (a diskless boot, an older cairn-init) is fine.
+func (m MeasuredBoot) stateOpened() error {
+	rep, err := statecrypt.ReadReport(m.path(statecrypt.ReportPath))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case rep.Error != "" || rep.Var == statecrypt.VarTmpfs:
+		return fmt.Errorf("%w: %s", ErrStateNotOpened, rep.Error)
+	}
+	return nil
 }

@@ -18,6 +18,8 @@ import (
 	cloudinit "github.com/cairn-edge/cairn/cloud-init"
 	"github.com/cairn-edge/cairn/images/channel"
 	"github.com/cairn-edge/cairn/images/footer"
+	"github.com/cairn-edge/cairn/images/statecrypt"
+	"github.com/cairn-edge/cairn/internal/atomicfile"
 	"github.com/cairn-edge/cairn/partitions"
 )
 
@@ -111,6 +113,32 @@ func TestMeasuredSlotInStatusAndHealthGate(t *testing.T) {
 			}
 			if err != nil && !strings.HasPrefix(err.Error(), tc.summary) {
 				t.Errorf("health check reason %q does not start with %q", err, tc.summary)
+			}
+		})
+	}
+}
+
+func TestHealthGateFailsABootThatCouldNotOpenTheEncryptedState(t *testing.T) {
+	for _, tc := range []struct {
+		name, report string
+		want         error
+		reason       string // in the check's error; "" for a check that passes
+	}{
+		{"opened", `{"device": "/dev/vda4", "encrypted": true, "var": "partition"}`, nil, ""},
+		{"not opened", `{"device": "/dev/vda4", "encrypted": true, "var": "tmpfs", "error": "unseal: no signed PCR policy"}`,
+			agent.ErrStateNotOpened, "no signed PCR policy"},
+		{"unreadable report", `{"var": `, nil, "state.json"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newMeasuredDevice(t)
+			m := agent.MeasuredBoot{Root: d.root, TPM: tpmtest.Swtpm(t)}
+			d.measure(t, m.TPM, d.footer, "B")
+			if err := atomicfile.Write(filepath.Join(d.root, statecrypt.ReportPath), []byte(tc.report), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			err := m.HealthCheck(d.boot).Run(context.Background())
+			if (err == nil) != (tc.reason == "") || !errors.Is(err, tc.want) && tc.want != nil || err != nil && !strings.Contains(err.Error(), tc.reason) {
+				t.Errorf("health check: %v; want %v naming %q", err, tc.want, tc.reason)
 			}
 		})
 	}
