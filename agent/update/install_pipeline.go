@@ -3,6 +3,7 @@ package update
 import (
 	"context"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"runtime"
@@ -27,27 +28,51 @@ func decodeWorkers() int {
 	return max(1, min(runtime.GOMAXPROCS(0), pipelineFrames-1))
 }
 
-// frameItem carries one frame through the pipeline.
+// frameItem carries one frame through the pipeline. Each stage sets its
+// fields before closing its channel; the writer of the install takes the
+// frame once every channel is closed.
 type frameItem struct {
 	f         release.Frame
 	comp, out []byte
-	err       error         // why the frame did not decompress; set before decoded closes
-	decoded   chan struct{} // closed once out (or err) is final
+	// chash is the compressed bytes' SHA-256 state after this frame, set
+	// by the reader before the item leaves it.
+	chash   hash.Hash
+	err     error         // why the frame did not decompress
+	decoded chan struct{} // closed once out (or err) is final
+	werr    error         // why the frame was not written to the slot
+	written chan struct{} // closed once the frame is in the slot (or werr)
+	uhash   hash.Hash     // the image's SHA-256 state after this frame
+	herr    error         // why uhash could not be kept
+	hashed  chan struct{} // closed once uhash (or herr) is final
 }
 
-// framePipeline receives and decompresses frames ahead of the writer,
-// which takes them from order in frame order.
+// framePipeline runs the stages of an attempt, each on its own goroutine:
+// the reader (which also hashes the compressed bytes), decodeWorkers
+// decompressing frames side by side, the slot writer, and the hasher of
+// the decompressed bytes. The SHA-256 over the image is one chain that
+// cannot be split, the longest piece of sequential work per byte; on its
+// own goroutine it runs while the next frames are decompressed and the
+// previous ones written, with nothing else waiting in line behind it.
 type framePipeline struct {
-	order   chan *frameItem // frames in order, each decoded or failing
-	free    chan *frameItem // buffers the writer is done with
+	order   chan *frameItem // frames in order, for the install's writer
+	free    chan *frameItem // buffers every stage is done with
 	acks    chan struct{}   // one per checkpoint written; two may be unread
 	readErr chan error      // the reader's result, sent before order closes
-	workers sync.WaitGroup
+	stages  sync.WaitGroup  // decode workers, slot writer, hasher
 }
 
-// startPipeline starts the reader at frame first, with checkpoint frames
-// every grid compressed bytes, and the decode workers.
-func (p *installPlan) startPipeline(ctx context.Context, dec *zstd.Decoder, body io.Reader, first int, grid int64) *framePipeline {
+// startPipeline starts the stages at frame first, with checkpoint frames
+// every grid compressed bytes, continuing the hash states of st.
+func (p *installPlan) startPipeline(ctx context.Context, dec *zstd.Decoder, body io.Reader, slot *os.File,
+	st *installState, grid int64) (*framePipeline, error) {
+	chash, err := cloneHash(st.chash)
+	if err != nil {
+		return nil, err
+	}
+	uhash, err := cloneHash(st.uhash)
+	if err != nil {
+		return nil, err
+	}
 	pl := &framePipeline{
 		order:   make(chan *frameItem, pipelineFrames),
 		free:    make(chan *frameItem, pipelineFrames),
@@ -57,41 +82,54 @@ func (p *installPlan) startPipeline(ctx context.Context, dec *zstd.Decoder, body
 	for range pipelineFrames {
 		pl.free <- &frameItem{comp: make([]byte, p.maxCS), out: make([]byte, p.img.Frames.Size)}
 	}
-	// Buffered for every frame in flight: the reader never waits on work
-	// or order, only for a free buffer, bytes, or a checkpoint.
+	// Each stage's channel holds every frame in flight: the reader never
+	// waits on a stage, only for a free buffer, bytes, or a checkpoint.
 	work := make(chan *frameItem, pipelineFrames)
-	for range decodeWorkers() {
-		pl.workers.Add(1)
-		go func() {
-			defer pl.workers.Done()
-			for it := range work {
-				p.decode(dec, it)
-			}
-		}()
-	}
+	toSlot := make(chan *frameItem, pipelineFrames)
+	toHash := make(chan *frameItem, pipelineFrames)
+	pl.run(decodeWorkers(), work, func(it *frameItem) { p.decode(dec, it) })
+	fd := int(slot.Fd())
+	pl.run(1, toSlot, func(it *frameItem) { writeFrame(slot, fd, it) })
+	pl.run(1, toHash, func(it *frameItem) { hashFrame(uhash, it) })
 	go func() {
-		err := p.readFrames(ctx, body, first, grid, pl, work)
+		err := p.readFrames(ctx, body, st.frame, grid, chash, pl, work, toSlot, toHash)
 		close(work)
+		close(toSlot)
+		close(toHash)
 		pl.readErr <- err
 		close(pl.order)
 	}()
-	return pl
+	return pl, nil
 }
 
-// wait returns the reader's result once the reader and the workers have
-// stopped, dropping frames the writer did not take.
+// run starts n goroutines doing stage on every item of in.
+func (pl *framePipeline) run(n int, in <-chan *frameItem, stage func(*frameItem)) {
+	for range n {
+		pl.stages.Add(1)
+		go func() {
+			defer pl.stages.Done()
+			for it := range in {
+				stage(it)
+			}
+		}()
+	}
+}
+
+// wait returns the reader's result once every stage has stopped, dropping
+// frames the install's writer did not take.
 func (pl *framePipeline) wait() error {
 	for range pl.order {
 	}
-	pl.workers.Wait()
+	pl.stages.Wait()
 	return <-pl.readErr
 }
 
-// readFrames reads frames from index first on, handing each to the
-// workers and, in the same order, to the writer. At each checkpoint frame
-// after the first of the attempt it waits until the writer's previous
-// checkpoint is written.
-func (p *installPlan) readFrames(ctx context.Context, body io.Reader, first int, grid int64, pl *framePipeline, work chan<- *frameItem) error {
+// readFrames reads frames from index first on, hashing their compressed
+// bytes and handing each to the stages and, in the same order, to the
+// install's writer. At each checkpoint frame after the first of the
+// attempt it waits until the writer's previous checkpoint is written.
+func (p *installPlan) readFrames(ctx context.Context, body io.Reader, first int, grid int64, chash hash.Hash,
+	pl *framePipeline, stages ...chan<- *frameItem) error {
 	started := false // a checkpoint frame of this attempt went by
 	for _, f := range p.frames[first:] {
 		var it *frameItem
@@ -100,13 +138,20 @@ func (p *installPlan) readFrames(ctx context.Context, body io.Reader, first int,
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		it.f, it.comp, it.err = f, it.comp[:f.CompressedSize], nil
+		it.f, it.comp, it.err, it.werr, it.herr = f, it.comp[:f.CompressedSize], nil, nil, nil
 		if n, err := io.ReadFull(body, it.comp); err != nil {
 			return fmt.Errorf("install %s: frame %d at offset %d, %d of %d bytes: %w: %w",
 				p.req.Device, f.Index, f.CompressedOffset, n, f.CompressedSize, ErrTruncated, err)
 		}
-		it.decoded = make(chan struct{})
-		work <- it
+		chash.Write(it.comp)
+		var err error
+		if it.chash, err = cloneHash(chash); err != nil {
+			return err
+		}
+		it.decoded, it.written, it.hashed = make(chan struct{}), make(chan struct{}), make(chan struct{})
+		for _, s := range stages {
+			s <- it
+		}
 		pl.order <- it
 		if f.Index+1 == len(p.frames) || !isCheckpointFrame(f, grid) {
 			continue
@@ -139,31 +184,39 @@ func (p *installPlan) decode(dec *zstd.Decoder, it *frameItem) {
 	it.out = out
 }
 
-// slotWriter writes frames to the slot while both SHA-256 run beside the
-// write, each on its own CPU.
-type slotWriter struct {
-	slot *os.File
-	fd   int
-}
-
-func newSlotWriter(slot *os.File) *slotWriter {
-	return &slotWriter{slot: slot, fd: int(slot.Fd())}
-}
-
-func (w *slotWriter) write(st *installState, it *frameItem) error {
-	var hashed sync.WaitGroup
-	hashed.Add(2)
-	go func() { st.chash.Write(it.comp); hashed.Done() }()
-	go func() { st.uhash.Write(it.out); hashed.Done() }()
-	_, err := w.slot.WriteAt(it.out, it.f.Offset)
-	if err == nil {
-		// Start writing the frame to the medium now rather than at the
-		// next checkpoint's fsync, so the medium works while the next
-		// frames are decompressed and the fsync finds little left to do.
-		// Only a hint: an error here (a file system without it) changes
-		// nothing the fsync does not guarantee anyway.
-		_ = unix.SyncFileRange(w.fd, it.f.Offset, int64(len(it.out)), unix.SYNC_FILE_RANGE_WRITE)
+// writeFrame writes a decompressed frame to the slot.
+func writeFrame(slot *os.File, fd int, it *frameItem) {
+	defer close(it.written)
+	if <-it.decoded; it.err != nil {
+		return
 	}
-	hashed.Wait()
-	return err
+	if _, it.werr = slot.WriteAt(it.out, it.f.Offset); it.werr != nil {
+		return
+	}
+	// Start writing the frame to the medium now rather than at the next
+	// checkpoint's fsync, so the medium works while the next frames are
+	// decompressed and the fsync finds little left to do. Only a hint: an
+	// error here (a file system without it) changes nothing the fsync does
+	// not guarantee anyway.
+	_ = unix.SyncFileRange(fd, it.f.Offset, int64(len(it.out)), unix.SYNC_FILE_RANGE_WRITE)
+}
+
+// hashFrame continues the image's SHA-256 over a decompressed frame.
+func hashFrame(uhash hash.Hash, it *frameItem) {
+	defer close(it.hashed)
+	if <-it.decoded; it.err != nil {
+		return
+	}
+	uhash.Write(it.out)
+	it.uhash, it.herr = cloneHash(uhash)
+}
+
+// cloneHash copies a SHA-256 state, so that the state after each frame
+// can be kept while the chain goes on.
+func cloneHash(h hash.Hash) (hash.Hash, error) {
+	c, ok := h.(hash.Cloner)
+	if !ok {
+		return nil, fmt.Errorf("install: %T cannot be cloned", h)
+	}
+	return c.Clone()
 }

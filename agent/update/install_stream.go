@@ -69,12 +69,12 @@ func retryable(err error) bool {
 		errors.Is(err, ErrCorruptFrame) || errors.As(err, &ue)
 }
 
-// attempt is one request. A reader goroutine receives frames and hands
-// them to decodeWorkers goroutines that decompress them side by side;
-// this one takes them in frame order, hashes and writes them. The reader
-// stops at every frame that calls for a checkpoint until the checkpoint is
-// written: what an interruption loses stays within CheckpointBytes plus
-// one frame.
+// attempt is one request, through the stages of a framePipeline; this
+// goroutine takes the frames in order once every stage is done with them,
+// moves the install state past them and starts the checkpoints. The
+// reader stops at every frame that calls for a checkpoint until the
+// checkpoint before it is written: what an interruption loses stays
+// within CheckpointBytes plus one frame.
 func (in *Installer) attempt(ctx context.Context, p *installPlan, dec *zstd.Decoder, slot *os.File, st *installState, progress func(int64, int64)) error {
 	body, err := in.get(ctx, p.target, st.compressed)
 	if err != nil {
@@ -83,7 +83,10 @@ func (in *Installer) attempt(ctx context.Context, p *installPlan, dec *zstd.Deco
 	defer body.Close()
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pl := p.startPipeline(pctx, dec, body, st.frame, checkpointGrid(in.checkpointBytes()))
+	pl, err := p.startPipeline(pctx, dec, body, slot, st, checkpointGrid(in.checkpointBytes()))
+	if err != nil {
+		return fmt.Errorf("install %s: %w", p.req.Device, err)
+	}
 	werr := in.writeFrames(p, slot, st, pl, progress)
 	if werr != nil {
 		cancel()
@@ -96,12 +99,12 @@ func (in *Installer) attempt(ctx context.Context, p *installPlan, dec *zstd.Deco
 	return rerr
 }
 
-// writeFrames hashes and writes the pipeline's frames in order. At each
-// checkpoint frame it starts a checkpoint that syncs and saves while the
-// next frames are written; one is in flight at a time, and the reader
-// waits at a checkpoint frame until the checkpoint before it is written.
-// With checkpoint frames every CheckpointBytes/2, what an interruption
-// loses stays within CheckpointBytes plus one frame.
+// writeFrames takes the pipeline's frames in order as the stages finish
+// them. At each checkpoint frame it starts a checkpoint that syncs and
+// saves while the next frames are written; one is in flight at a time,
+// and the reader waits at a checkpoint frame until the checkpoint before
+// it is written. With checkpoint frames every CheckpointBytes/2, what an
+// interruption loses stays within CheckpointBytes plus one frame.
 func (in *Installer) writeFrames(p *installPlan, slot *os.File, st *installState, pl *framePipeline, progress func(int64, int64)) error {
 	var inflight chan error // the running checkpoint's result
 	var inflightAt int64
@@ -117,17 +120,21 @@ func (in *Installer) writeFrames(p *installPlan, slot *os.File, st *installState
 		return err
 	}
 	grid := checkpointGrid(in.checkpointBytes())
-	w := newSlotWriter(slot)
 	for it := range pl.order {
 		<-it.decoded
-		if it.err != nil {
-			return errors.Join(it.err, finish())
-		}
-		if err := w.write(st, it); err != nil {
-			return errors.Join(fmt.Errorf("install %s: write at offset %d: %w", p.req.Device, it.f.Offset, err), finish())
-		}
+		<-it.written
+		<-it.hashed
 		f := it.f
+		switch {
+		case it.err != nil:
+			return errors.Join(it.err, finish())
+		case it.werr != nil:
+			return errors.Join(fmt.Errorf("install %s: write at offset %d: %w", p.req.Device, f.Offset, it.werr), finish())
+		case it.herr != nil:
+			return errors.Join(fmt.Errorf("install %s: frame %d: %w", p.req.Device, f.Index, it.herr), finish())
+		}
 		st.frame, st.compressed, st.offset = f.Index+1, f.CompressedOffset+f.CompressedSize, f.Offset+f.Size
+		st.chash, st.uhash = it.chash, it.uhash
 		pl.free <- it // the reader's now
 		if progress != nil {
 			progress(st.offset, p.img.Size)
