@@ -25,6 +25,9 @@ const childEnv = "CAIRN_INSTALL_BENCH_CHILD"
 type childJob struct {
 	Request  InstallRequest
 	StateDir string
+	// ReleaseKey checks the slot's footer and dm-verity tree after the
+	// install (PKIX DER), as on a device.
+	ReleaseKey []byte
 }
 
 func TestInstallChildProcess(t *testing.T) {
@@ -36,7 +39,7 @@ func TestInstallChildProcess(t *testing.T) {
 	if err := json.Unmarshal([]byte(spec), &job); err != nil {
 		t.Fatal(err)
 	}
-	in := &Installer{StateDir: job.StateDir}
+	in := &Installer{StateDir: job.StateDir, VerifyVerity: slotVerifier(t, job.ReleaseKey)}
 	if err := in.Install(context.Background(), job.Request, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +90,9 @@ type contender struct {
 //
 //   - floor: `curl | zstd -d | dd conv=fsync`, the same bytes with no
 //     verification, no checkpoints;
-//   - cairn: the Installer, in a child process whose peak RSS is read;
+//   - cairn: the Installer, in a child process whose peak RSS is read,
+//     ending with the check of the slot's signed footer and dm-verity
+//     tree that a device runs (the benchmark's image carries both);
 //   - rauc: `curl -o` of a signed plain RAUC bundle holding the same image
 //     (Debian's RAUC 1.8 does not stream), then `rauc install` through a
 //     rauc service on a private D-Bus, into a raw slot that is the same
@@ -104,7 +109,7 @@ func BenchmarkInstall(b *testing.B) {
 	if testing.Short() {
 		e.size, e.rounds = 64<<20, 2
 	}
-	e.rel = makeRelease(b, e.size, 0, 42)
+	e.rel, e.releaseKey = makeVerityRelease(b, e.size, 42)
 	srvDir := filepath.Dir(e.rel.zst)
 	e.bundle = makeRaucBundle(b, e.rel.image, srvDir)
 	e.rel.image = nil // 1 GiB the benchmark no longer needs
@@ -121,6 +126,7 @@ type benchEnv struct {
 	size              int64
 	rounds            int
 	rel               *testRelease
+	releaseKey        []byte // PKIX DER
 	bundle            *raucBundle
 	zstURL, bundleURL string
 }
@@ -145,7 +151,7 @@ func (e *benchEnv) run(b *testing.B, where string) {
 	contenders := []contender{
 		{"floor", func() sample { return runFloor(b, e.zstURL, slot) }},
 		{"cairn", func() sample {
-			s, rss := runChild(b, childJob{StateDir: b.TempDir(),
+			s, rss := runChild(b, childJob{StateDir: b.TempDir(), ReleaseKey: e.releaseKey,
 				Request: InstallRequest{Target: e.rel.target(e.zstURL), Manifest: e.rel.manifest, Device: slot}})
 			cairnRSS = max(cairnRSS, rss)
 			return s
