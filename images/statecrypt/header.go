@@ -1,6 +1,7 @@
 // Package statecrypt reads and writes the Cairn header at the start of an
 // encrypted state partition: the TPM-sealed dm-crypt key and where the
-// encrypted payload begins (docs/formats.md, "Encrypted state partition").
+// encrypted payload begins (docs/formats.md, "Encrypted state partition"),
+// and the report in which cairn-init tells the agent how it opened it.
 package statecrypt
 
 import (
