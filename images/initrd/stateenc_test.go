@@ -33,6 +33,9 @@ var canary = []byte("cairn state canary: plaintext that only dm-crypt may see")
 // One guest boot serves every subtest.
 func TestEncryptedState(t *testing.T) {
 	if !vmtest.InGuest() {
+		if testing.Short() {
+			t.Skip("boots a QEMU guest with swtpm; skipped under -short")
+		}
 		vmtest.Run(t, vmtest.Guest{
 			Run:       "^TestEncryptedState$",
 			Modules:   []string{"loop", "dm_crypt", "xts", "ecb"},
