@@ -25,27 +25,37 @@ var (
 
 // Boot is what a running device booted from.
 type Boot struct {
-	Slot        Slot   `json:"slot"`         // from cairn.slot= on the kernel command line
-	Device      string `json:"device"`       // the booted slot's partition, e.g. /dev/sda2
-	OtherDevice string `json:"other_device"` // the other slot's partition on the same disk
-	Disk        string `json:"disk"`         // the disk holding both, e.g. /dev/sda
+	Slot        Slot   `json:"slot"`         // from cairn.slot= on the kernel command line; SlotNetwork when diskless
+	Device      string `json:"device"`       // the booted slot's partition, e.g. /dev/sda2; the loop device when diskless
+	OtherDevice string `json:"other_device"` // the other slot's partition on the same disk; empty when diskless
+	Disk        string `json:"disk"`         // the disk holding both, e.g. /dev/sda; empty when diskless
 	RootDevice  string `json:"root_device"`  // what / is mounted from: Device, or a dm-verity device
+	// Diskless: the slot image was fetched over the network (cairn.pxe=diskless)
+	// and runs from RAM. There is no other slot and no boot environment.
+	Diskless bool `json:"diskless,omitempty"`
+	// SlotURL is where a diskless boot fetched its slot image (cairn.slot_url=).
+	SlotURL string `json:"slot_url,omitempty"`
 }
 
 // Discover finds the booted slot of a running device. root is the file
-// system root whose proc and sys it reads: "/" on a device.
+// system root whose proc and sys it reads: "/" on a device. A diskless
+// boot (cairn.pxe=diskless) has / on a loop device over the fetched slot
+// image, or on dm-verity over one, and no slot partitions.
 func Discover(root string) (*Boot, error) {
+	diskless, slotURL, err := disklessCmdline(root)
+	if err != nil {
+		return nil, err
+	}
+	if diskless {
+		return discoverDiskless(root, slotURL)
+	}
 	slot, err := CmdlineSlot(root)
 	if err != nil {
 		return nil, err
 	}
-	majMin, err := rootMajMin(root)
+	rootDev, err := rootBlockDev(root)
 	if err != nil {
 		return nil, err
-	}
-	rootDev, err := readBlockDev(filepath.Join(root, "sys/dev/block", majMin))
-	if err != nil {
-		return nil, fmt.Errorf("discover: device %s of /: %w", majMin, err)
 	}
 	part, err := underlyingPartition(root, rootDev, 0)
 	if err != nil {
@@ -91,16 +101,11 @@ func FindByLabel(root, label string) (string, error) {
 // CmdlineSlot is the slot the bootloader chose, from cairn.slot= on the
 // kernel command line under root.
 func CmdlineSlot(root string) (Slot, error) {
-	b, err := os.ReadFile(filepath.Join(root, "proc/cmdline"))
+	params, err := KernelParams(root)
 	if err != nil {
-		return "", fmt.Errorf("discover: %w", err)
+		return "", err
 	}
-	value, found := "", false
-	for _, tok := range strings.Fields(string(b)) {
-		if v, ok := strings.CutPrefix(tok, "cairn.slot="); ok {
-			value, found = v, true // the last one wins, as for kernel parameters
-		}
-	}
+	value, found := params["cairn.slot"]
 	if !found {
 		return "", fmt.Errorf("discover: /proc/cmdline has no cairn.slot=: %w", ErrNotCairnDevice)
 	}
@@ -133,6 +138,19 @@ func rootMajMin(root string) (string, error) {
 		return "", fmt.Errorf("discover: / is not on a block device (device %s)", majMin)
 	}
 	return majMin, nil
+}
+
+// rootBlockDev is the block device / is mounted from.
+func rootBlockDev(root string) (*blockDev, error) {
+	majMin, err := rootMajMin(root)
+	if err != nil {
+		return nil, err
+	}
+	d, err := readBlockDev(filepath.Join(root, "sys/dev/block", majMin))
+	if err != nil {
+		return nil, fmt.Errorf("discover: device %s of /: %w", majMin, err)
+	}
+	return d, nil
 }
 
 // underlyingPartition follows device-mapper devices (dm-verity) down to the

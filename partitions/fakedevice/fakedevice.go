@@ -19,6 +19,9 @@ type Device struct {
 	Slaves   []string // for a device-mapper device
 	DevName  string   // DEVNAME when it differs from name
 	Hardware string   // sysfs path of the disk's controller
+	// Backing is the file a loop device (Name loopN) is attached to; a
+	// loop device without one is detached, as sysfs shows it.
+	Backing string
 }
 
 // Root builds proc and sys under a temporary root the way Linux lays
@@ -62,6 +65,14 @@ func Root(t testing.TB, cmdline, rootMajMin string, devs ...Device) string {
 			dir = dirs[d.Disk] + "/" + d.Name
 			uevent = fmt.Sprintf("MAJOR=%s\nMINOR=%s\nDEVNAME=%s\nDEVTYPE=partition\nPARTN=1\nPARTNAME=%s\n", maj, min, devName, d.Label)
 			write(dir+"/partition", "1\n")
+		case strings.HasPrefix(d.Name, "loop"):
+			dir = "sys/devices/virtual/block/" + d.Name
+			uevent = fmt.Sprintf("MAJOR=%s\nMINOR=%s\nDEVNAME=%s\nDEVTYPE=disk\n", maj, min, devName)
+			if d.Backing != "" {
+				write(dir+"/loop/backing_file", d.Backing+"\n")
+				write(dir+"/ro", "1\n")
+			}
+			link("sys/block/"+d.Name, dir)
 		case strings.HasPrefix(d.Name, "dm-"):
 			dir = "sys/devices/virtual/block/" + d.Name
 			uevent = fmt.Sprintf("MAJOR=%s\nMINOR=%s\nDEVNAME=%s\nDEVTYPE=disk\n", maj, min, devName)
@@ -85,6 +96,22 @@ func Root(t testing.TB, cmdline, rootMajMin string, devs ...Device) string {
 		"23 22 0:21 / /proc rw shared:12 - proc proc rw\n"+
 		"30 22 8:4 / /var rw shared:13 - ext4 /dev/sda4 rw\n")
 	return root
+}
+
+// NetbootCmdline is the kernel command line of a diskless network boot,
+// as the iPXE script of the network boot bundle writes it.
+const NetbootCmdline = "initrd=initrd.img console=ttyS0 cairn.pxe=diskless cairn.slot_url=" + NetbootSlotURL
+
+// NetbootSlotURL is where NetbootCmdline fetches the slot image.
+const NetbootSlotURL = "http://192.0.2.1/cairn/slot.img.zst"
+
+// Netboot is a diskless device as cairn-init leaves it: the fetched slot
+// image on loop0 and dm-verity over it as dm-0 (253:0), and no disk.
+func Netboot() []Device {
+	return []Device{
+		{Name: "loop0", MajMin: "7:0", Backing: "/run/cairn/netboot/slot.img"},
+		{Name: "dm-0", MajMin: "253:0", Slaves: []string{"loop0"}},
+	}
 }
 
 // PCIDisk is the sysfs path of a virtio disk controller.
