@@ -68,21 +68,13 @@ func resolvConfPath(root string) string {
 	}
 }
 
-// desiredNetwork is what the reconciler is given. Without a network-config
-// that is nil, which the reconciler takes for DHCP on every wired link (an
-// empty Config would be a network of no interfaces, converged at once and
-// never configured). The host name the config names was set by the config
-// phase; the reconciler then leaves it alone, so a DHCP server's name does
-// not override it, and sets the DHCP one only when the config names none.
+// desiredNetwork is what the reconciler is given: the network-config, or,
+// without one, a config of no interfaces, which the reconciler takes for
+// DHCP on every wired link. The config's host name rides along, so a DHCP
+// server's name never overrides the one the config names.
 func desiredNetwork(c *cloudinit.Config, hostname network.HostnameSetter) (*network.Config, network.HostnameSetter, error) {
-	if c.Network != nil {
-		want, err := network.FromCloudInit(c)
-		return want, hostname, err
-	}
-	if c.Hostname() != "" {
-		hostname = nil
-	}
-	return nil, hostname, nil
+	want, err := network.FromCloudInit(c)
+	return want, hostname, err
 }
 
 // waitNetwork waits, at most NetworkWait, for the network to converge:
