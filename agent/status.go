@@ -34,6 +34,10 @@ type Status struct {
 	// NextBootError says why no slot would boot; empty when one would.
 	NextBootError string    `json:"next_boot_error,omitempty"`
 	Slots         []SlotRow `json:"slots"`
+	// Diskless is the network boot a diskless device runs; nil when it
+	// booted a slot from its disk. A diskless device has no slot table,
+	// no boot environment and no next boot of its own.
+	Diskless *DisklessStatus `json:"diskless,omitempty"`
 	// Measurement is the measured boot of the booted slot, when checked.
 	Measurement *MeasurementStatus `json:"measurement,omitempty"`
 	// Config is the device configuration the agent runs, when loaded.
@@ -77,6 +81,22 @@ func NewConfigStatus(r *config.Result) *ConfigStatus {
 	return c
 }
 
+// DisklessStatus says what a diskless device booted over the network.
+type DisklessStatus struct {
+	SlotURL string `json:"slot_url,omitempty"` // where cairn-init fetched the slot image
+	Device  string `json:"device"`             // the loop device holding it
+	// Release is the release in the image's signed footer; empty when
+	// the footer could not be read or verified.
+	Release string `json:"release,omitempty"`
+}
+
+// DisklessSlotStatus is the status of a diskless boot running release:
+// booted SlotNetwork, with neither slot table nor next boot.
+func DisklessSlotStatus(boot *partitions.Boot, release string) *Status {
+	return &Status{Booted: boot.Slot, Slots: []SlotRow{},
+		Diskless: &DisklessStatus{SlotURL: boot.SlotURL, Device: boot.Device, Release: release}}
+}
+
 // BootEnv is the device's boot environment as status needs it.
 type BootEnv struct {
 	Kind string // "grub" or "u-boot"
@@ -117,6 +137,9 @@ func SlotStatus(boot *partitions.Boot, env BootEnv) (*Status, error) {
 // WriteText prints the slot table for people.
 func (s *Status) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if s.Diskless != nil {
+		return s.writeDiskless(tw)
+	}
 	fmt.Fprintf(tw, "booted slot %s; boot env %s (%s)\n", s.Booted, s.BootEnv, s.Bootloader)
 	switch {
 	case s.NextBoot == nil:
@@ -126,13 +149,7 @@ func (s *Status) WriteText(w io.Writer) error {
 	default:
 		fmt.Fprintf(tw, "next boot: slot %s\n", s.NextBoot.Slot)
 	}
-	if m := s.Measurement; m != nil && m.Error != "" {
-		fmt.Fprintf(tw, "measured boot: %s: %s\n", m.Summary, m.Error)
-	} else if m != nil {
-		fmt.Fprintf(tw, "measured boot: %s\n", m.Summary)
-	}
-	s.Config.writeText(tw)
-	s.K3s.writeText(tw)
+	s.writeAgentLines(tw)
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "SLOT\tPARTITION\tVERSION\tPRIORITY\tTRIES\tOK\tBOOTED\tNEXT BOOT")
 	for _, r := range s.Slots {
@@ -144,6 +161,30 @@ func (s *Status) WriteText(w io.Writer) error {
 			r.Priority, r.TriesLeft, yesNo(r.OK), yesNo(r.Booted), yesNo(r.NextBoot))
 	}
 	return tw.Flush()
+}
+
+// writeDiskless prints a diskless boot: where it came from, no slots.
+func (s *Status) writeDiskless(tw *tabwriter.Writer) error {
+	d := s.Diskless
+	fmt.Fprintf(tw, "booted: network (diskless), release %s", dash(d.Release))
+	if m := s.Measurement; m != nil && m.Measured && m.MatchesManifest {
+		fmt.Fprint(tw, " measured")
+	}
+	fmt.Fprintf(tw, "; slot image %s on %s\n", dash(d.SlotURL), d.Device)
+	fmt.Fprintln(tw, "next boot: whatever the network boot server serves (no slots, no boot env)")
+	s.writeAgentLines(tw)
+	return tw.Flush()
+}
+
+// writeAgentLines prints the measured boot, config and k3s lines.
+func (s *Status) writeAgentLines(w io.Writer) {
+	if m := s.Measurement; m != nil && m.Error != "" {
+		fmt.Fprintf(w, "measured boot: %s: %s\n", m.Summary, m.Error)
+	} else if m != nil {
+		fmt.Fprintf(w, "measured boot: %s\n", m.Summary)
+	}
+	s.Config.writeText(w)
+	s.K3s.writeText(w)
 }
 
 func (c *ConfigStatus) writeText(w io.Writer) {

@@ -22,16 +22,12 @@ func newStatusCmd(opts *cli.Options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			env, err := bootstate.Open(root, loc)
+			measured := agent.MeasuredBoot{Root: root, TPM: tpmAddr}
+			st, err := localStatus(root, loc, boot, measured)
 			if err != nil {
 				return err
 			}
-			defer env.Close()
-			st, err := agent.SlotStatus(boot, agent.BootEnv{Kind: env.Kind, Path: env.Path, Env: env})
-			if err != nil {
-				return err
-			}
-			st.Measurement = agent.MeasuredBoot{Root: root, TPM: tpmAddr}.Measurement(cmd.Context(), boot)
+			st.Measurement = measured.Measurement(cmd.Context(), boot)
 			// The running agent adds the update state; without it the
 			// slot table still says what boots.
 			out := &api.DeviceStatus{Status: st}
@@ -53,4 +49,22 @@ func newStatusCmd(opts *cli.Options) *cobra.Command {
 	_ = cmd.Flags().MarkHidden("tpm")
 	socketFlag(cmd, &socket)
 	return cmd
+}
+
+// localStatus is the slot table read from the boot env, or for a diskless
+// boot, which has neither slots nor boot env, the release it runs.
+func localStatus(root string, loc bootstate.Location, boot *partitions.Boot, measured agent.MeasuredBoot) (*agent.Status, error) {
+	if boot.Diskless {
+		release := ""
+		if f, err := measured.SignedFooter(boot.Device); err == nil {
+			release = f.Manifest.Version
+		}
+		return agent.DisklessSlotStatus(boot, release), nil
+	}
+	env, err := bootstate.Open(root, loc)
+	if err != nil {
+		return nil, err
+	}
+	defer env.Close()
+	return agent.SlotStatus(boot, agent.BootEnv{Kind: env.Kind, Path: env.Path, Env: env})
 }
