@@ -158,6 +158,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.discover(); err != nil {
 		return err
 	}
+	if d.boot.Diskless {
+		return d.runDiskless(ctx)
+	}
 	defer d.env.Close()
 	d.applyClockFloor()
 	if err := d.startNetwork(ctx); err != nil {
@@ -202,18 +205,20 @@ func (d *Daemon) loadConfig(ctx context.Context) (*cloudinit.Config, error) {
 	return d.loadDeviceConfig(ctx)
 }
 
-// discover finds the booted slot, opens the boot environment and reads the
-// booted slot's signed footer: the release this boot runs.
+// discover finds the booted slot, opens the boot environment (a diskless
+// boot has none) and reads the booted slot's signed footer: the release
+// this boot runs.
 func (d *Daemon) discover() error {
 	boot, err := partitions.Discover(d.cfg.Root)
 	if err != nil {
 		return err
 	}
-	env, err := bootstate.Open(d.cfg.Root, d.cfg.BootLocation)
-	if err != nil {
-		return err
+	d.boot = boot
+	if !boot.Diskless {
+		if d.env, err = bootstate.Open(d.cfg.Root, d.cfg.BootLocation); err != nil {
+			return err
+		}
 	}
-	d.boot, d.env = boot, env
 	f, err := d.measured().SignedFooter(boot.Device)
 	if err != nil {
 		d.log.Warn("booted slot footer", zap.String("device", boot.Device), zap.Error(err))
