@@ -123,12 +123,19 @@ func (in *Installer) Install(ctx context.Context, req InstallRequest, progress f
 	if err := in.download(ctx, p, slot, st, progress); err != nil {
 		return err
 	}
-	if err := slot.Sync(); err != nil {
+	// The last bytes' writeback and the checks run side by side: the
+	// checks read the slot through the page cache, which holds the same
+	// bytes before and after the fsync, so on a disk the read-back of the
+	// verity check no longer waits for the medium. Both must succeed.
+	synced := make(chan error, 1)
+	go func() { synced <- slot.Sync() }()
+	verr := in.verify(ctx, p, st)
+	if err := <-synced; err != nil {
 		return fmt.Errorf("install %s: sync: %w", req.Device, err)
 	}
-	if err := in.verify(ctx, p, st); err != nil {
+	if verr != nil {
 		in.dropCheckpoint(p)
-		return err
+		return verr
 	}
 	in.dropCheckpoint(p)
 	in.log().Info("install verified", zap.String("device", req.Device),
