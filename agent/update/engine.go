@@ -315,7 +315,7 @@ func (e *Engine) reboot(ctx context.Context, why string) error {
 	if err := e.commit(next, "rebooting"); err != nil {
 		return err
 	}
-	if err := e.cfg.Rebooter.Reboot(ctx, why); err != nil {
+	if err := e.rebootMachine(ctx, why); err != nil {
 		return fmt.Errorf("reboot: %w", err)
 	}
 	e.stepDone("reboot")

@@ -1,6 +1,7 @@
 package update
 
 import (
+	"context"
 	"time"
 )
 
@@ -11,11 +12,12 @@ const DefaultHeartbeat = 10 * time.Second
 // Alive reports whether the engine checked in within the last within, by
 // EngineConfig.Now. Run checks in at every turn of its loop and every
 // Heartbeat while it waits for work; while an install or a health gate
-// runs, it checks in every Heartbeat as it waits for them, since both end
-// by their own limits (the installer's idle timeout, backoff and retries;
-// the gate's deadline). Anything else that hangs in Run stops the
-// check-ins: the state file or boot environment on a hung disk, a reboot
-// that does not happen, a lock never released. The daemon pings systemd's
+// runs, or the Rebooter, it checks in every Heartbeat as it waits for them,
+// since each ends by limits of its own (the installer's idle timeout,
+// backoff and retries; the gate's deadline; the reboot lease's wait and
+// the drain's timeout). Anything else that hangs in Run stops the
+// check-ins: the state file or boot environment on a hung disk, a lock
+// never released. The daemon pings systemd's
 // watchdog only while the engine is alive (docs/update.md, "systemd").
 func (e *Engine) Alive(within time.Duration) bool {
 	last := time.Unix(0, e.beat.Load())
@@ -59,4 +61,10 @@ func (e *Engine) await(step func() error) error {
 			e.checkIn()
 		}
 	}
+}
+
+// rebootMachine asks the Rebooter for the reboot, which may first wait for
+// the cluster's reboot lease and drain the node.
+func (e *Engine) rebootMachine(ctx context.Context, why string) error {
+	return e.await(func() error { return e.cfg.Rebooter.Reboot(ctx, why) })
 }

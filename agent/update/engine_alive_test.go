@@ -2,14 +2,26 @@ package update
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cairn-edge/cairn/partitions"
 )
 
-type rebootFunc func(ctx context.Context, reason string) error
+// hangingBootState is a boot environment on a disk that stops answering
+// at SetTrial.
+type hangingBootState struct {
+	BootState
+	entered, never chan struct{}
+}
 
-func (f rebootFunc) Reboot(ctx context.Context, reason string) error { return f(ctx, reason) }
+func (b *hangingBootState) SetTrial(partitions.Slot, int) error {
+	close(b.entered)
+	<-b.never
+	return errors.New("disk gone")
+}
 
 type installFunc func(ctx context.Context, req InstallRequest, progress func(done, total int64)) error
 
@@ -19,8 +31,8 @@ func (f installFunc) Install(ctx context.Context, req InstallRequest, progress f
 
 // TestEngineThatHangsStopsCheckingIn: the watchdog may be pinged only
 // while the engine checks in. An idle engine and one waiting for a long
-// install do; one stuck in a step of its own (here a reboot that never
-// returns) does not, however long it stays stuck.
+// install do; one stuck in a step of its own (here a boot environment
+// write that never returns) does not, however long it stays stuck.
 func TestEngineThatHangsStopsCheckingIn(t *testing.T) {
 	d := newSim(t)
 	var now atomic.Int64
@@ -36,17 +48,13 @@ func TestEngineThatHangsStopsCheckingIn(t *testing.T) {
 		<-finishInstall
 		return d.Install(ctx, req, progress)
 	})
-	rebooting, neverReturns := make(chan struct{}), make(chan struct{})
-	e.cfg.Rebooter = rebootFunc(func(context.Context, string) error {
-		close(rebooting)
-		<-neverReturns
-		return nil
-	})
+	hung := &hangingBootState{BootState: e.cfg.BootState, entered: make(chan struct{}), never: make(chan struct{})}
+	e.cfg.BootState = hung
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
 	t.Cleanup(func() {
-		close(neverReturns)
+		close(hung.never)
 		cancel()
 		<-done
 	})
@@ -71,13 +79,13 @@ func TestEngineThatHangsStopsCheckingIn(t *testing.T) {
 	<-installing
 	waitAlive("waiting for the install")
 	close(finishInstall)
-	<-rebooting
+	<-hung.entered
 	advance(2 * within)
-	// Run is inside Reboot: nothing of the engine can check in now.
+	// Run is inside SetTrial: nothing of the engine can check in now.
 	if e.Alive(within) {
-		t.Fatal("an engine stuck in a reboot that never returns still counts as alive")
+		t.Fatal("an engine stuck in a boot environment write still counts as alive")
 	}
 	if !e.Alive(3 * within) {
-		t.Fatal("the last check-in before the reboot is lost")
+		t.Fatal("the last check-in before the write is lost")
 	}
 }

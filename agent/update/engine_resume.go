@@ -160,7 +160,7 @@ func (e *Engine) revert(ctx context.Context, st State) error {
 		return fmt.Errorf("revert %s: %w", st.Version, err)
 	}
 	e.stepDone("mark bad booted")
-	if err := e.cfg.Rebooter.Reboot(ctx, "revert "+st.Version+": "+st.Reason); err != nil {
+	if err := e.rebootMachine(ctx, "revert "+st.Version+": "+st.Reason); err != nil {
 		return fmt.Errorf("revert %s: reboot: %w", st.Version, err)
 	}
 	e.stepDone("reboot")
@@ -259,5 +259,5 @@ func (e *Engine) Rollback(ctx context.Context) error {
 	if err := e.commit(next, "rollback on purpose"); err != nil {
 		return err
 	}
-	return e.cfg.Rebooter.Reboot(ctx, next.Reason)
+	return e.rebootMachine(ctx, next.Reason)
 }
