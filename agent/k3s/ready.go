@@ -43,6 +43,9 @@ type ServerProbe struct {
 	SupervisorURL   string // DefaultSupervisorURL on a device
 	AdminKubeconfig string // DefaultAdminKubeconfig on a device
 	NodeName        string
+	// NotBefore, when set, is the earliest heartbeat that counts (the
+	// device's boot): see nodeReady.
+	NotBefore time.Time
 }
 
 // AgentProbe checks a k3s agent: the kubelet answers healthz, and this node
@@ -51,6 +54,9 @@ type AgentProbe struct {
 	KubeletHealthzURL string // DefaultKubeletHealthzURL on a device
 	KubeletKubeconfig string // DefaultKubeletKubeconfig on a device
 	NodeName          string
+	// NotBefore, when set, is the earliest heartbeat that counts (the
+	// device's boot): see nodeReady.
+	NotBefore time.Time
 }
 
 // Check implements Probe.
@@ -70,7 +76,7 @@ func (p ServerProbe) Check(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("apiserver /readyz: %w", apiError(err, body))
 	}
-	return nodeReady(ctx, c, p.NodeName)
+	return nodeReady(ctx, c, p.NodeName, p.NotBefore)
 }
 
 // Check implements Probe.
@@ -86,7 +92,7 @@ func (p AgentProbe) Check(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("kubeconfig %s: %w", p.KubeletKubeconfig, err)
 	}
-	return nodeReady(ctx, c, p.NodeName)
+	return nodeReady(ctx, c, p.NodeName, p.NotBefore)
 }
 
 func loadKubeconfig(path string) (*rest.Config, error) {
@@ -169,9 +175,14 @@ func apiError(err error, body []byte) error {
 	return err
 }
 
-// nodeReady returns nil if the node's Ready condition is True, and the
-// condition's reason and message otherwise.
-func nodeReady(ctx context.Context, c kubernetes.Interface, name string) error {
+// nodeReady returns nil if the node's Ready condition is True and was
+// posted at or after notBefore, and the condition's reason and message
+// otherwise. The API server keeps a node's last status across the device's
+// reboot: right after a reboot into a new release, Ready is the previous
+// release's word until this boot's kubelet posts its own (it does at once
+// when it starts). Heartbeats carry the kubelet's clock, the device's own,
+// to the second.
+func nodeReady(ctx context.Context, c kubernetes.Interface, name string, notBefore time.Time) error {
 	node, err := c.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return fmt.Errorf("node %s: %w", name, err)
@@ -179,6 +190,10 @@ func nodeReady(ctx context.Context, c kubernetes.Interface, name string) error {
 	for _, cond := range node.Status.Conditions {
 		if cond.Type != corev1.NodeReady {
 			continue
+		}
+		if beat := cond.LastHeartbeatTime.Time; !notBefore.IsZero() && beat.Before(notBefore.Truncate(time.Second)) {
+			return fmt.Errorf("node Ready condition is stale: last heartbeat %s, before this boot (%s)",
+				beat.UTC().Format(time.RFC3339), notBefore.UTC().Format(time.RFC3339))
 		}
 		if cond.Status == corev1.ConditionTrue {
 			return nil

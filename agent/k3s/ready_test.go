@@ -157,3 +157,27 @@ func TestNotReadyVerdictPrintsShortDurations(t *testing.T) {
 		}
 	}
 }
+
+// TestReadyFromBeforeThisBootIsStale stops a node's kubelet: the API server
+// still says Ready, as it does right after a device reboots into a new
+// release, but a Ready whose heartbeat predates the boot does not count.
+func TestReadyFromBeforeThisBootIsStale(t *testing.T) {
+	needK3s(t)
+	s := k3stest.StartServer(t, "stale-server")
+	a := k3stest.StartAgent(t, s, "stale-worker")
+	waitReady(t, agentProbe(a))
+	a.Stop()
+	c := adminClient(t, s)
+	ctx := context.Background()
+	if err := nodeReady(ctx, c, a.Name, time.Time{}); err != nil {
+		t.Fatalf("the stopped node's last status should still say Ready: %v", err)
+	}
+	boot := time.Now().Add(2 * time.Second) // the device came back after the last heartbeat
+	err := nodeReady(ctx, c, a.Name, boot)
+	if err == nil || !strings.Contains(err.Error(), "node Ready condition is stale: last heartbeat") {
+		t.Fatalf("Ready from before the boot: %v, want it stale", err)
+	}
+	if err := nodeReady(ctx, c, a.Name, boot.Add(-time.Hour)); err != nil {
+		t.Fatalf("a heartbeat after the boot counts: %v", err)
+	}
+}
