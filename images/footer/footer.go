@@ -9,9 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cairn-edge/cairn/images/release"
 	"github.com/cairn-edge/cairn/images/verity"
+	"github.com/cairn-edge/cairn/partitions"
 )
 
 // Size is the footer's size: it occupies the last Size bytes of a slot.
@@ -48,13 +50,22 @@ const (
 	rootHashMax   = 64
 	sigSize       = 64  // ECDSA P-256 r || s
 	policySize    = 130 // slot, PCR, PCR value, approved policy, r, s
-	// MaxManifestSize is the most manifest JSON a footer holds.
-	MaxManifestSize = Size - headerSize - sigSize - 2 - 2*policySize
+	// MaxManifestSize is the most manifest JSON a footer holds with a
+	// policy for each of Slots.
+	MaxManifestSize = Size - headerSize - sigSize - 2 - len(Slots)*policySize
+	// LegacyPolicies is the policy count of footers signed before diskless
+	// boots were approved: Slots A and B only.
+	LegacyPolicies = 2
+	// maxBodySize is the largest body any footer can have: one with
+	// LegacyPolicies policies.
+	maxBodySize = Size - sigSize - 2 - LegacyPolicies*policySize
 )
 
-// Slots are the slot names a footer carries a PCR policy signature for,
-// in the order they are stored.
-var Slots = [2]string{"A", "B"}
+// Slots are the slot names a footer carries a PCR policy signature for, in
+// the order they are stored: the two disk slots, then the slot name of a
+// diskless network boot. Sign approves all of them; a footer signed before
+// diskless boots were approved carries the first LegacyPolicies.
+var Slots = [...]string{string(partitions.SlotA), string(partitions.SlotB), string(partitions.SlotNetwork)}
 
 // Errors callers tell apart.
 var (
@@ -65,6 +76,12 @@ var (
 	ErrInvalid = errors.New("invalid slot footer")
 	// ErrBadSignature: a footer signature that the release key did not make.
 	ErrBadSignature = errors.New("slot footer signature does not verify with the release key")
+	// ErrPolicyCount: a footer whose policy count is neither LegacyPolicies
+	// nor len(Slots). It wraps ErrInvalid too.
+	ErrPolicyCount = errors.New("unsupported policy count")
+	// ErrPolicySlot: a policy record for another slot than Slots names at
+	// its place. It wraps ErrInvalid too.
+	ErrPolicySlot = errors.New("policy record for the wrong slot")
 )
 
 // Footer is a decoded slot footer. Offsets are from the start of the slot.
@@ -84,9 +101,11 @@ type Footer struct {
 	// Signature is the release key's ECDSA P-256 signature (r || s) over
 	// the SHA-256 of the signed header and manifest (see Digest).
 	Signature []byte
-	// Policies are the release key's approvals of the PCR value this slot
-	// measures to, in slot A and in slot B.
-	Policies [2]Policy
+	// Policies are the release key's approvals of the PCR value this
+	// release measures to when booted as each of Slots, in that order: A,
+	// B and pxe (a diskless network boot), or only A and B in a footer
+	// signed before diskless boots were approved.
+	Policies []Policy
 }
 
 // Policy is the release key's approval of the TPM policy "PCR holds
@@ -102,6 +121,24 @@ type Policy struct {
 
 func invalid(off int, field, format string, args ...any) error {
 	return fmt.Errorf("%w: offset %d (%s): %s", ErrInvalid, off, field, fmt.Sprintf(format, args...))
+}
+
+// invalidPolicy is invalid for the errors callers tell apart by kind.
+func invalidPolicy(kind error, off int, field, format string, args ...any) error {
+	return fmt.Errorf("%w: offset %d (%s): %w: %s", ErrInvalid, off, field, kind, fmt.Sprintf(format, args...))
+}
+
+// slotCode is how a policy record stores its slot: the first byte of the
+// slot name ('A', 'B', 'p').
+func slotCode(slot string) byte { return slot[0] }
+
+// checkPolicyCount accepts the policy counts a footer may have.
+func checkPolicyCount(n int) error {
+	if n != LegacyPolicies && n != len(Slots) {
+		return fmt.Errorf("%w: %d, want %d (%s) or %d (%s)", ErrPolicyCount, n,
+			LegacyPolicies, strings.Join(Slots[:LegacyPolicies], ", "), len(Slots), strings.Join(Slots[:], ", "))
+	}
+	return nil
 }
 
 // VerityParams are the dm-verity parameters the footer records.
@@ -159,6 +196,13 @@ func (f *Footer) Encode() ([]byte, error) {
 	if len(f.Signature) != sigSize {
 		return nil, fmt.Errorf("%w: not signed", ErrInvalid)
 	}
+	if err := checkPolicyCount(len(f.Policies)); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if end := len(body) + sigSize + 2 + len(f.Policies)*policySize; end > Size {
+		return nil, fmt.Errorf("%w: manifest of %d bytes: %d policies leave room for %d", ErrInvalid,
+			len(body)-headerSize, len(f.Policies), Size-sigSize-2-len(f.Policies)*policySize-headerSize)
+	}
 	out := make([]byte, Size)
 	copy(out, body)
 	p := len(body)
@@ -167,11 +211,14 @@ func (f *Footer) Encode() ([]byte, error) {
 	binary.LittleEndian.PutUint16(out[p:], uint16(len(f.Policies)))
 	p += 2
 	for i, pol := range f.Policies {
-		if pol.Slot != Slots[i] || pol.PCR < 0 || pol.PCR > 255 || len(pol.PCRValue) != 32 ||
+		if pol.Slot != Slots[i] {
+			return nil, fmt.Errorf("%w: %w: policy signature %d is for slot %q, want %q", ErrInvalid, ErrPolicySlot, i, pol.Slot, Slots[i])
+		}
+		if pol.PCR < 0 || pol.PCR > 255 || len(pol.PCRValue) != 32 ||
 			len(pol.ApprovedPolicy) != 32 || len(pol.R) != 32 || len(pol.S) != 32 {
 			return nil, fmt.Errorf("%w: policy signature %d (slot %q) is incomplete", ErrInvalid, i, pol.Slot)
 		}
-		out[p] = pol.Slot[0]
+		out[p] = slotCode(pol.Slot)
 		out[p+1] = byte(pol.PCR)
 		copy(out[p+2:], pol.PCRValue)
 		copy(out[p+34:], pol.ApprovedPolicy)
@@ -192,8 +239,8 @@ func Decode(b []byte) (*Footer, error) {
 		return nil, fmt.Errorf("%w: offset 0: magic %q, want %q", ErrNoFooter, b[:len(Magic)], Magic)
 	}
 	bodySize := int(binary.LittleEndian.Uint32(b[offBodySize:]))
-	if bodySize < headerSize || bodySize > headerSize+MaxManifestSize {
-		return nil, invalid(offBodySize, "body size", "%d: want %d to %d", bodySize, headerSize, headerSize+MaxManifestSize)
+	if bodySize < headerSize || bodySize > maxBodySize {
+		return nil, invalid(offBodySize, "body size", "%d: want %d to %d", bodySize, headerSize, maxBodySize)
 	}
 	f, err := decodeBody(b[:bodySize])
 	if err != nil {
@@ -202,13 +249,18 @@ func Decode(b []byte) (*Footer, error) {
 	p := bodySize
 	f.Signature = bytes.Clone(b[p : p+sigSize])
 	p += sigSize
-	if n := binary.LittleEndian.Uint16(b[p:]); n != uint16(len(f.Policies)) {
-		return nil, invalid(p, "policy count", "%d, want %d", n, len(f.Policies))
+	n := int(binary.LittleEndian.Uint16(b[p:]))
+	if err := checkPolicyCount(n); err != nil {
+		return nil, fmt.Errorf("%w: offset %d (policy count): %w", ErrInvalid, p, err)
+	}
+	if end := p + 2 + n*policySize; end > Size {
+		return nil, invalidPolicy(ErrPolicyCount, p, "policy count", "%d records end at %d, past the footer's %d bytes", n, end, Size)
 	}
 	p += 2
+	f.Policies = make([]Policy, n)
 	for i := range f.Policies {
-		if got := string(b[p : p+1]); got != Slots[i] {
-			return nil, invalid(p, "policy slot", "%q, want %q", got, Slots[i])
+		if got, want := b[p], slotCode(Slots[i]); got != want {
+			return nil, invalidPolicy(ErrPolicySlot, p, "policy slot", "%q, want %q (slot %s)", got, want, Slots[i])
 		}
 		f.Policies[i] = Policy{
 			Slot: Slots[i], PCR: int(b[p+1]),

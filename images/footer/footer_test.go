@@ -10,11 +10,13 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cairn-edge/cairn/agent/tpm"
 	"github.com/cairn-edge/cairn/images/release"
 	"github.com/cairn-edge/cairn/images/verity"
 )
@@ -127,6 +129,8 @@ func TestFlippedByteIsRefused(t *testing.T) {
 		{"release signature", body + 5},
 		{"policy A value", body + sigSize + 2 + 2},
 		{"policy B signature", body + sigSize + 2 + policySize + 100},
+		{"policy pxe value", body + sigSize + 2 + 2*policySize + 20},
+		{"policy pxe signature", body + sigSize + 2 + 2*policySize + 120},
 		{"padding", Size - 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -241,14 +245,21 @@ func TestReadFromDevice(t *testing.T) {
 // variants that stop in each field.
 func seeds(t testing.TB) map[string][]byte {
 	b := signedFooter(t)
-	used := len(bytes.TrimRight(b, "\x00"))
+	f, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := headerSize + len(f.ManifestJSON) + sigSize // where the policy count is
+	used := count + 2 + len(Slots)*policySize
 	return map[string][]byte{
-		"signed":        b[:used],
-		"header-only":   b[:headerSize],
-		"no-policies":   b[:used-2*policySize],
-		"magic-only":    b[:len(Magic)],
-		"bad-manifest":  append(bytes.Clone(b[:headerSize]), `{"format":1}`...),
-		"policy-slot-c": append(bytes.Clone(b[:used-policySize]), 'C'),
+		"signed":         b[:used],
+		"header-only":    b[:headerSize],
+		"no-policies":    b[:count+2],
+		"two-policies":   legacyFooter(t)[:used-policySize],
+		"policy-count-4": append(bytes.Clone(b[:count]), 4, 0),
+		"magic-only":     b[:len(Magic)],
+		"bad-manifest":   append(bytes.Clone(b[:headerSize]), `{"format":1}`...),
+		"policy-slot-c":  append(bytes.Clone(b[:used-policySize]), 'C'),
 	}
 }
 
@@ -320,5 +331,176 @@ func TestDigestIsSHA256OfTheBody(t *testing.T) {
 	id, err := f.Identity("B")
 	if err != nil || !bytes.Equal(id.FooterDigest, d) || id.Release != "1.3.0" || !bytes.Equal(id.RootHash, f.RootHash) {
 		t.Fatalf("identity %+v, %v", id, err)
+	}
+}
+
+// legacyGolden is a footer signed before diskless boots were approved: the
+// same release as testdata/footer-v1.bin, with policies for A and B only.
+var legacyGolden = filepath.Join("testdata", "footer-v1-two-policies.bin")
+
+func legacyFooter(t testing.TB) []byte {
+	t.Helper()
+	b, err := os.ReadFile(legacyGolden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestFooterOfAnOlderReleaseStillDecodesAndVerifies: a slot written by an
+// older release carries two policies; it decodes, verifies, encodes to
+// the same bytes, and offers its two approvals for unsealing.
+func TestFooterOfAnOlderReleaseStillDecodesAndVerifies(t *testing.T) {
+	old := legacyFooter(t)
+	f, err := Decode(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Verify(&testKey(t, "release key").PublicKey); err != nil {
+		t.Fatalf("older footer: %v", err)
+	}
+	if len(f.Policies) != LegacyPolicies || f.Policies[0].Slot != "A" || f.Policies[1].Slot != "B" || len(f.PolicySignatures()) != LegacyPolicies {
+		t.Fatalf("older footer policies %+v", f.Policies)
+	}
+	again, err := f.Encode()
+	if err != nil || !bytes.Equal(again, old) {
+		t.Fatalf("older footer does not round-trip: %v", err)
+	}
+	// Signing the same release now adds the pxe record and nothing else.
+	now := signedFooter(t)
+	end := len(f.ManifestJSON) + headerSize + sigSize
+	if !bytes.Equal(now[:end], old[:end]) || now[end] != byte(len(Slots)) || !bytes.Equal(now[end+2:end+2+2*policySize], old[end+2:end+2+2*policySize]) {
+		t.Fatal("the body, release signature or A and B policies changed with the pxe policy")
+	}
+	if i := bytes.IndexFunc(old[end+2+2*policySize:], func(r rune) bool { return r != 0 }); i >= 0 {
+		t.Fatalf("older footer has bytes after its two policies at %d", end+2+2*policySize+i)
+	}
+}
+
+// TestSignApprovesEachSlotsMeasurement: a newly signed footer approves A,
+// B and pxe, each the PCR value of the release measured as that slot.
+func TestSignApprovesEachSlotsMeasurement(t *testing.T) {
+	f, err := Decode(signedFooter(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Policies) != 3 {
+		t.Fatalf("%d policies, want 3", len(f.Policies))
+	}
+	seen := map[string]bool{}
+	for i, want := range []string{"A", "B", "pxe"} {
+		p := f.Policies[i]
+		id, err := f.Identity(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Slot != want || !bytes.Equal(p.PCRValue, tpm.ExpectedPCR(id)) {
+			t.Errorf("policy %d: slot %q PCR value %x, want slot %s, %x", i, p.Slot, p.PCRValue, want, tpm.ExpectedPCR(id))
+		}
+		seen[string(p.PCRValue)] = true
+	}
+	if len(seen) != 3 {
+		t.Error("two slots share a PCR value: a slot name would not change the measurement")
+	}
+}
+
+func TestDecodeRefusesPolicyCountAndSlot(t *testing.T) {
+	clean := signedFooter(t)
+	f, _ := Decode(clean)
+	count := len(f.ManifestJSON) + headerSize + sigSize
+	rec := func(i int) int { return count + 2 + i*policySize }
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		kind error
+		want string
+	}{
+		{"no policies", withByte(clean, count, 0), ErrPolicyCount, "(policy count): unsupported policy count: 0, want 2 (A, B) or 3 (A, B, pxe)"},
+		{"one policy", withByte(clean, count, 1), ErrPolicyCount, "(policy count)"},
+		{"four policies", withByte(clean, count, 4), ErrPolicyCount, "unsupported policy count: 4"},
+		{"65535 policies", withByte(withByte(clean, count, 0xff), count+1, 0xff), ErrPolicyCount, "unsupported policy count: 65535"},
+		{"A and B swapped", withByte(withByte(clean, rec(0), 'B'), rec(1), 'A'), ErrPolicySlot, "(policy slot): policy record for the wrong slot: 'B', want 'A' (slot A)"},
+		{"pxe as P", withByte(clean, rec(2), 'P'), ErrPolicySlot, "'P', want 'p' (slot pxe)"},
+		{"three policies, third one empty", withByte(legacyFooter(t), count, 3), ErrPolicySlot, "'\\x00', want 'p' (slot pxe)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Decode(tc.b)
+			if !errors.Is(err, tc.kind) || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %v containing %q", err, tc.kind, tc.want)
+			}
+			if !strings.Contains(err.Error(), "offset ") {
+				t.Errorf("%v does not name the offset", err)
+			}
+		})
+	}
+}
+
+func withByte(b []byte, off int, v byte) []byte {
+	b = bytes.Clone(b)
+	b[off] = v
+	return b
+}
+
+func TestEncodeRefusesPoliciesNotInSlotOrder(t *testing.T) {
+	f, err := Decode(signedFooter(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := f.Policies
+	for _, tc := range []struct {
+		name     string
+		policies []Policy
+		kind     error
+	}{
+		{"A and B swapped", []Policy{pol[1], pol[0], pol[2]}, ErrPolicySlot},
+		{"pxe first", []Policy{pol[2], pol[0], pol[1]}, ErrPolicySlot},
+		{"A only", pol[:1], ErrPolicyCount},
+		{"pxe twice", append(slices.Clone(pol), pol[2]), ErrPolicyCount},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := *f
+			g.Policies = tc.policies
+			if _, err := g.Encode(); !errors.Is(err, tc.kind) || !errors.Is(err, ErrInvalid) {
+				t.Fatalf("encode: %v, want %v", err, tc.kind)
+			}
+			if err := g.Verify(&testKey(t, "release key").PublicKey); err == nil {
+				t.Fatal("verify accepted policies out of slot order")
+			}
+		})
+	}
+}
+
+// TestLargestManifestLeavesRoomForEveryPolicy: MaxManifestSize bytes of
+// manifest encode with all three policies; one byte more does not.
+func TestLargestManifestLeavesRoomForEveryPolicy(t *testing.T) {
+	key := testKey(t, "release key")
+	for _, tc := range []struct {
+		size int
+		ok   bool
+	}{{MaxManifestSize, true}, {MaxManifestSize + 1, false}} {
+		f := testFooter(t)
+		m, err := f.manifestBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// JSON allows trailing spaces: the same manifest, padded.
+		f.ManifestJSON = append(m, bytes.Repeat([]byte(" "), tc.size-len(m))...)
+		if err := f.Sign(key); err != nil {
+			t.Fatal(err)
+		}
+		b, err := f.Encode()
+		if !tc.ok {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("manifest of %d bytes: %v, want ErrInvalid", tc.size, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("manifest of %d bytes: %v", tc.size, err)
+		}
+		g, err := Decode(b)
+		if err != nil || len(g.Policies) != 3 || g.Verify(&key.PublicKey) != nil {
+			t.Fatalf("manifest of %d bytes: %v", tc.size, err)
+		}
 	}
 }

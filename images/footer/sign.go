@@ -27,7 +27,7 @@ func (f *Footer) Digest() ([]byte, error) {
 }
 
 // Identity is what cairn-init measures for this footer's release booted
-// from slot ("A" or "B").
+// as slot: "A" or "B" from a disk, "pxe" (partitions.SlotNetwork) diskless.
 func (f *Footer) Identity(slot string) (tpm.SlotIdentity, error) {
 	d, err := f.Digest()
 	if err != nil {
@@ -38,7 +38,8 @@ func (f *Footer) Identity(slot string) (tpm.SlotIdentity, error) {
 }
 
 // Sign signs the footer with the release key: the body, and the PCR policy
-// of each slot. Signatures are deterministic (RFC 6979), so the same inputs
+// of each of Slots, so that the release unseals booted from either disk
+// slot and booted diskless. Signatures are deterministic (RFC 6979), so the same inputs
 // give the same footer bytes.
 func (f *Footer) Sign(key *ecdsa.PrivateKey) error {
 	if key.Curve != elliptic.P256() {
@@ -58,6 +59,7 @@ func (f *Footer) Sign(key *ecdsa.PrivateKey) error {
 	if f.Signature, err = signRS(key, d); err != nil {
 		return err
 	}
+	f.Policies = make([]Policy, len(Slots))
 	for i, slot := range Slots {
 		id, err := f.Identity(slot)
 		if err != nil {
@@ -106,9 +108,10 @@ func verifyRS(pub *ecdsa.PublicKey, digest, r, s []byte) bool {
 	return ecdsa.Verify(pub, digest, new(big.Int).SetBytes(r), new(big.Int).SetBytes(s))
 }
 
-// Verify checks the release signature and both policy signatures with the
+// Verify checks the release signature and every policy signature with the
 // release key's public half, and that each policy approves exactly the PCR
-// value this footer measures to in its slot.
+// value this footer measures to in its slot. A footer with LegacyPolicies
+// policies (A and B, no diskless boot) verifies too.
 func (f *Footer) Verify(pub *ecdsa.PublicKey) error {
 	if pub == nil || pub.Curve != elliptic.P256() {
 		return fmt.Errorf("slot footer: release key: want ECDSA P-256")
@@ -119,6 +122,9 @@ func (f *Footer) Verify(pub *ecdsa.PublicKey) error {
 	}
 	if len(f.Signature) != 64 || !verifyRS(pub, d, f.Signature[:32], f.Signature[32:]) {
 		return fmt.Errorf("%w: release signature", ErrBadSignature)
+	}
+	if err := checkPolicyCount(len(f.Policies)); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	for i, p := range f.Policies {
 		id, err := f.Identity(Slots[i])
