@@ -240,7 +240,7 @@ func runDiskless(ctx context.Context, c Config, params map[string]string) error 
 	if err != nil {
 		return err
 	}
-	root, err := mountVerified(ctx, c, "pxe", loop, f)
+	root, err := mountVerified(ctx, c, string(partitions.SlotNetwork), loop, f)
 	if err != nil {
 		return fmt.Errorf("slot image %s: %w", params[ParamSlotURL], err)
 	}
