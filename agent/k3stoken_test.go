@@ -212,20 +212,28 @@ func TestK3sTokenSealedUnsealsForSignedReleasesOnly(t *testing.T) {
 			// root hash than any signed release has.
 			tampered := slotB(t, next)
 			tampered.RootHash[7] ^= 0x01
-			st, _, err = d.powerOn(t, tampered)
-			if !errors.Is(err, agent.ErrTokenSealed) || !errors.Is(err, tpm.ErrNoApprovedPolicy) {
-				t.Fatalf("tampered slot: %v, want ErrTokenSealed and tpm.ErrNoApprovedPolicy", err)
-			}
-			if st.Kept != agent.TokenWithheld || !strings.Contains(st.Error, "slot B, release 1.4.0") {
-				t.Errorf("tampered slot status %+v", st)
-			}
-			if _, err := os.Stat(d.files.Unsealed); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("a token for k3s on a tampered boot: %v", err)
-			}
-			if !bytes.Equal(readFile(t, d.files.Sealed), sealed) {
-				t.Error("the tampered boot replaced the sealed token")
-			}
+			d.checkWithheld(t, tampered, sealed, "slot B, release 1.4.0")
 		})
+	}
+}
+
+// checkWithheld boots measuring id and checks that the token is withheld
+// because no policy approves the measurement, the reason naming want (slot
+// and release), and that the sealed file is left as it was.
+func (d *tokenDevice) checkWithheld(t *testing.T, id tpm.SlotIdentity, sealed []byte, want string) {
+	t.Helper()
+	st, _, err := d.powerOn(t, id)
+	if !errors.Is(err, agent.ErrTokenSealed) || !errors.Is(err, tpm.ErrNoApprovedPolicy) {
+		t.Fatalf("%v, want ErrTokenSealed and tpm.ErrNoApprovedPolicy", err)
+	}
+	if st.Kept != agent.TokenWithheld || !strings.Contains(st.Error, want) {
+		t.Errorf("status %+v, want withheld for %s", st, want)
+	}
+	if _, err := os.Stat(d.files.Unsealed); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a token for k3s: %v", err)
+	}
+	if !bytes.Equal(readFile(t, d.files.Sealed), sealed) {
+		t.Error("the boot replaced the sealed token")
 	}
 }
 

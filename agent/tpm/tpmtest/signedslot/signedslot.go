@@ -51,6 +51,14 @@ func Write(t testing.TB, path string, key *ecdsa.PrivateKey, version, board stri
 	if err := f.Sign(key); err != nil {
 		t.Fatal(err)
 	}
+	Put(t, path, f)
+	return f
+}
+
+// Put writes a sparse slot image at path (making its directory) that
+// carries f as it is: a footer a test changed after signing stays changed.
+func Put(t testing.TB, path string, f *footer.Footer) {
+	t.Helper()
 	b, err := f.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +77,6 @@ func Write(t testing.TB, path string, key *ecdsa.PrivateKey, version, board stri
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return f
 }
 
 // Device is a fake device (package fakedevice) booted from slot B, whose
