@@ -11,7 +11,7 @@ import (
 // SlotIdentity is what cairn-init measures before mounting root: which slot
 // booted and what the slot's signed footer says is in it.
 type SlotIdentity struct {
-	Slot         string // "A" or "B"
+	Slot         string // "A" or "B"; "pxe" (partitions.SlotNetwork) when booted diskless
 	Release      string // release version from the slot's manifest, e.g. "1.3.0"
 	RootHash     []byte // dm-verity root hash of the slot's filesystem
 	FooterDigest []byte // SHA-256 of the slot footer (manifest and its signature)
