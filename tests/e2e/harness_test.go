@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -84,5 +85,42 @@ func TestReporterLinesAfterLoginPrompt(t *testing.T) {
 	}
 	if got := Statuses(console, 0); len(got) != 1 || got[0].Booted() != "B" {
 		t.Errorf("status after the login prompt: got %+v", got)
+	}
+}
+
+// TestReleaseUnitsAreValidForSystemd has systemd's own parser read the
+// units every kind of release adds: a quoting slip there silently keeps a
+// release from being what its scenario needs (a never-ready release whose
+// node became Ready after all), which only shows many minutes into QEMU.
+func TestReleaseUnitsAreValidForSystemd(t *testing.T) {
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		if testing.Short() {
+			t.Skip("needs systemd-analyze (Debian package systemd)")
+		}
+		t.Fatalf("systemd-analyze (Debian package systemd) is needed: %v", err)
+	}
+	for _, kind := range []Kind{Good, NeverReady, KernelPanic} {
+		dir := t.TempDir()
+		var units []string
+		for _, f := range (Release{Version: "1.0.0", Kind: kind}).overlay() {
+			if !strings.HasSuffix(f.path, ".service") {
+				continue
+			}
+			// The reporter's script is not on this machine; systemd checks
+			// that ExecStart's program exists.
+			data := strings.ReplaceAll(f.data, "/"+reportScript, "/bin/true")
+			p := filepath.Join(dir, filepath.Base(f.path))
+			if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			units = append(units, p)
+		}
+		if len(units) != 2 {
+			t.Fatalf("%s: %d units in the overlay, want the reporter's and the k3s switch", kind, len(units))
+		}
+		out, err := exec.Command("systemd-analyze", append([]string{"verify", "--man=no"}, units...)...).CombinedOutput()
+		if err != nil || strings.Contains(string(out), filepath.Base(k3sUnit)) || strings.Contains(string(out), "quoting") {
+			t.Errorf("%s release: systemd-analyze verify: %v\n%s", kind, err, out)
+		}
 	}
 }

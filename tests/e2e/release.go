@@ -37,7 +37,8 @@ type Release struct {
 func (r Release) Notes() string { return "e2e test release: " + string(r.Kind) }
 
 // NotReadyMessage is the node condition a NeverReady release reports.
-const NotReadyMessage = "cairn e2e: this release's kubelet never becomes ready"
+// It is written by a shell command inside a systemd unit: no quotes in it.
+const NotReadyMessage = "cairn e2e: the kubelet of this release never becomes ready"
 
 // Paths the e2e layer adds to every release's root.
 const (

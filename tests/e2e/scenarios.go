@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cairn-edge/cairn/agent/update"
@@ -131,6 +132,9 @@ func (l *Lab) BadReleaseRollsBack(ctx context.Context) (*Step, error) {
 		errs = append(errs, fmt.Errorf("after the rollback: %s, want 1.1.0 on B and 1.2.0 bad", st.Describe()))
 	}
 	l.Logf("rolled back to 1.1.0: %s", st.Update.Reason)
+	if !strings.Contains(st.Update.Reason, NotReadyMessage) {
+		errs = append(errs, fmt.Errorf("rollback reason %q does not name the node's NotReady condition %q", st.Update.Reason, NotReadyMessage))
+	}
 	if _, err := l.K3s.WaitNode(ctx, func(n Node) bool { return n.Ready && n.Labels["cairn.dev/os-version"] == "1.1.0" }); err != nil {
 		errs = append(errs, err)
 	}
