@@ -162,19 +162,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return d.runDiskless(ctx)
 	}
 	defer d.env.Close()
-	d.applyClockFloor()
-	if err := d.startNetwork(ctx); err != nil {
+	if err := d.bringUp(ctx); err != nil {
 		return err
-	}
-	d.waitNetwork(ctx)
-	d.syncTime(ctx)
-	d.firstBootCommands(ctx)
-	if k := cfg.UserData.Cairn.K3s; k != nil {
-		if d.k3s, err = d.startK3s(ctx, k); err != nil {
-			// The gate's k3s check reports it; the engine must still run
-			// so that a trial boot with a broken k3s rolls back.
-			d.log.Error("k3s", zap.Error(err))
-		}
 	}
 	if d.engine, err = d.newEngine(); err != nil {
 		return err
@@ -195,6 +184,27 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("agent running", zap.String("booted_slot", string(d.boot.Slot)), zap.String("os_version", d.osVersion()),
 		zap.String("socket", d.cfg.Socket))
 	return d.engine.Run(ctx)
+}
+
+// bringUp is the middle of every boot, from disk or diskless: the clock
+// floor, the network, time, first-boot commands and k3s.
+func (d *Daemon) bringUp(ctx context.Context) error {
+	d.applyClockFloor()
+	if err := d.startNetwork(ctx); err != nil {
+		return err
+	}
+	d.waitNetwork(ctx)
+	d.syncTime(ctx)
+	d.firstBootCommands(ctx)
+	if k := d.device.UserData.Cairn.K3s; k != nil {
+		var err error
+		if d.k3s, err = d.startK3s(ctx, k); err != nil {
+			// The gate's k3s check reports it; the engine must still run
+			// so that a trial boot with a broken k3s rolls back.
+			d.log.Error("k3s", zap.Error(err))
+		}
+	}
+	return nil
 }
 
 // loadConfig is the config phase.

@@ -11,7 +11,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cairn-edge/cairn/agent"
-	"github.com/cairn-edge/cairn/agent/api"
 	"github.com/cairn-edge/cairn/agent/health"
 	"github.com/cairn-edge/cairn/agent/update"
 	"github.com/cairn-edge/cairn/partitions"
@@ -31,18 +30,8 @@ const disklessPolicy = "none"
 // update engine and no boot state: there is nothing to install, commit
 // or roll back.
 func (d *Daemon) runDiskless(ctx context.Context) error {
-	d.applyClockFloor()
-	if err := d.startNetwork(ctx); err != nil {
+	if err := d.bringUp(ctx); err != nil {
 		return err
-	}
-	d.waitNetwork(ctx)
-	d.syncTime(ctx)
-	d.firstBootCommands(ctx)
-	if k := d.device.UserData.Cairn.K3s; k != nil {
-		var err error
-		if d.k3s, err = d.startK3s(ctx, k); err != nil {
-			d.log.Error("k3s", zap.Error(err)) // the gate's k3s check reports it
-		}
 	}
 	gate, err := d.gate()
 	if err != nil {
@@ -82,22 +71,9 @@ func (d *Daemon) runGate(ctx context.Context, gate *health.Gate) error {
 
 // serveDiskless serves the local API with the diskless status.
 func (d *Daemon) serveDiskless(ctx context.Context, eng *disklessEngine) error {
-	ln, err := api.Listen(d.cfg.Socket)
-	if err != nil {
-		return err
-	}
-	srv := &api.Server{Engine: eng, Log: d.log, Slots: func() (*agent.Status, error) {
-		st := agent.DisklessSlotStatus(d.boot, d.osVersion())
-		st.Config = d.configStatus()
-		st.K3s = d.K3sStatus()
-		return st, nil
-	}}
-	go func() {
-		if err := srv.Serve(ctx, ln); err != nil && ctx.Err() == nil {
-			d.log.Error("local API", zap.Error(err))
-		}
-	}()
-	return nil
+	return d.serve(ctx, eng, func() (*agent.Status, error) {
+		return agent.DisklessSlotStatus(d.boot, d.osVersion()), nil
+	})
 }
 
 // disklessEngine answers the API's update calls on a diskless device: the

@@ -152,12 +152,21 @@ func (noChannel) Check(context.Context) (*update.Offer, error) {
 
 // serveAPI listens on the local socket and serves it in the background.
 func (d *Daemon) serveAPI(ctx context.Context) error {
+	return d.serve(ctx, d.engine, func() (*agent.Status, error) {
+		return agent.SlotStatus(d.boot, agent.BootEnv{Kind: d.env.Kind, Path: d.env.Path, Env: d.env})
+	})
+}
+
+// serve listens on the local socket and serves eng's update calls and the
+// status of slots, with the agent's config and k3s sections, in the
+// background.
+func (d *Daemon) serve(ctx context.Context, eng api.Engine, slots func() (*agent.Status, error)) error {
 	ln, err := api.Listen(d.cfg.Socket)
 	if err != nil {
 		return err
 	}
-	srv := &api.Server{Engine: d.engine, Log: d.log, Slots: func() (*agent.Status, error) {
-		st, err := agent.SlotStatus(d.boot, agent.BootEnv{Kind: d.env.Kind, Path: d.env.Path, Env: d.env})
+	srv := &api.Server{Engine: eng, Log: d.log, Slots: func() (*agent.Status, error) {
+		st, err := slots()
 		if err != nil {
 			return nil, err
 		}
