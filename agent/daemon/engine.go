@@ -63,7 +63,8 @@ func (d *Daemon) newEngine() (*update.Engine, error) {
 		Channel:   checker,
 		Installer: &update.Installer{StateDir: stateDir, Root: d.cfg.Root, Log: d.log,
 			VerifyVerity: update.SlotVerifier{ReleaseKey: key}.Verify},
-		Floor: floor,
+		Floor:         floor,
+		BootedVersion: d.osVersion(),
 		TPMFloor: func(ctx context.Context, v *semver.Version) error {
 			return d.measured().RaiseTPMFloor(ctx, d.boot, v)
 		},

@@ -63,6 +63,12 @@ type EngineConfig struct {
 	Channel   Checker
 	Installer ImageInstaller
 	Floor     *VersionFloor
+	// BootedVersion is the release the booted slot holds (its signed
+	// footer's manifest). Booted from a committed slot, it is the least the
+	// version floor can be: a device flashed or network-installed with
+	// 1.0.0 has no floor on record yet, and must not take 1.0.0 on its
+	// channel for an update.
+	BootedVersion string
 	// TPMFloor, when set, raises the TPM's version floor to a release just
 	// committed, after the floor file (agent.MeasuredBoot.RaiseTPMFloor).
 	TPMFloor func(ctx context.Context, v *semver.Version) error

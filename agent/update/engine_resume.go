@@ -213,7 +213,27 @@ func (e *Engine) resumeAtRest(ctx context.Context, st State, bs bootstate.State)
 		}
 		return e.trial(ctx)
 	}
+	if bs.Slot(booted).Committed() {
+		e.floorAtLeastBooted()
+	}
 	return nil
+}
+
+// floorAtLeastBooted raises the version floor to the committed release
+// the device runs, when it is lower or unset. A failure is logged: the
+// floor file then stays as it was, as before this step existed.
+func (e *Engine) floorAtLeastBooted() {
+	if e.cfg.BootedVersion == "" {
+		return
+	}
+	v, err := semver.StrictNewVersion(e.cfg.BootedVersion)
+	if err != nil {
+		e.cfg.Log.Warn("version floor: booted release", zap.String("version", e.cfg.BootedVersion), zap.Error(err))
+		return
+	}
+	if err := e.cfg.Floor.Raise(v); err != nil && !errors.Is(err, ErrBelowVersionFloor) {
+		e.cfg.Log.Error("version floor: raise to the booted release", zap.String("version", v.String()), zap.Error(err))
+	}
 }
 
 // Apply reboots into the installed release now, whatever the policy.

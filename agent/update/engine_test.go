@@ -171,3 +171,27 @@ func TestDamagedStateFileIsAnErrorNamingIt(t *testing.T) {
 		}
 	}
 }
+
+// TestFreshDeviceDoesNotTakeTheReleaseItRuns: a device flashed (or network-
+// installed) with 1.0.0 has no version floor on record; its channel offers
+// 1.0.0. The committed release it runs is the floor, so there is nothing
+// to install.
+func TestFreshDeviceDoesNotTakeTheReleaseItRuns(t *testing.T) {
+	d := newSim(t)
+	if err := os.Remove(filepath.Join(d.f.varDir, "version-floor")); err != nil {
+		t.Fatal(err)
+	}
+	e := d.agent()
+	if err := e.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if d.floor() != "1.0.0" {
+		t.Fatalf("floor %s after the first start on 1.0.0", d.floor())
+	}
+	if o, err := e.Update(context.Background()); !errors.Is(err, ErrUpToDate) {
+		t.Fatalf("update offered %+v, %v: want ErrUpToDate", o, err)
+	}
+	if st := e.Status(); st.Phase != PhaseIdle || len(d.reboots) != 0 {
+		t.Fatalf("state %s, reboots %q", st.Phase, d.reboots)
+	}
+}
