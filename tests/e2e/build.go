@@ -25,6 +25,14 @@ import (
 // tests use, so both share the cached Debian root).
 const Epoch = 1735689600
 
+// The PXE bundle is built for PXEBuildURL; a test serves it elsewhere and
+// renders its iPXE scripts for that address (scenario_pxe.go). Its
+// install.ipxe installs onto PXEInstallDisk, the machine's first disk.
+const (
+	PXEBuildURL    = "http://" + GuestHost + "/"
+	PXEInstallDisk = "/dev/vda"
+)
+
 // BuildOptions say what to build.
 type BuildOptions struct {
 	Board    string    // e.g. qemu-x86_64
@@ -45,6 +53,10 @@ type Artifacts struct {
 	Repo     string // the channel repository made by keys init (copy it before publishing)
 	Releases string // the release directory release create wrote to
 	Disk     string // raw disk image, slot A = Releases[0], B empty
+	// PXE is the network boot bundle of Releases[0] (cairn image pxe),
+	// built for PXEBuildURL, its install.ipxe installing onto
+	// PXEInstallDisk.
+	PXE      string
 	Versions []string
 	Took     time.Duration // 0 when found in the cache
 }
@@ -89,7 +101,7 @@ func Build(ctx context.Context, opts BuildOptions) (*Artifacts, error) {
 	}
 	dir := filepath.Join(cache, b.Name+"-"+key[:16])
 	a := &Artifacts{Dir: dir, Board: b, Cairn: filepath.Join(dir, "bin", "cairn"), Repo: filepath.Join(dir, "repo"),
-		Releases: filepath.Join(dir, "releases"), Disk: filepath.Join(dir, "disk.img")}
+		Releases: filepath.Join(dir, "releases"), Disk: filepath.Join(dir, "disk.img"), PXE: filepath.Join(dir, "pxe")}
 	for _, r := range opts.Releases {
 		a.Versions = append(a.Versions, r.Version)
 	}
@@ -110,7 +122,7 @@ func Build(ctx context.Context, opts BuildOptions) (*Artifacts, error) {
 	if err := bb.build(bins, opts.Releases); err != nil {
 		return nil, fmt.Errorf("e2e build %s: %w", dir, err)
 	}
-	for _, name := range []string{"repo", "releases", "disk.img", "bin"} {
+	for _, name := range []string{"repo", "releases", "disk.img", "pxe", "bin"} {
 		_ = os.RemoveAll(filepath.Join(dir, name))
 		if name == "bin" {
 			if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
@@ -164,7 +176,7 @@ func cacheKey(bins string, b *boards.Board, releases []Release) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	fmt.Fprintf(h, "board %+v\ndebian %s\n", *b, deb.Key())
+	fmt.Fprintf(h, "board %+v\ndebian %s\npxe %s %s\n", *b, deb.Key(), PXEBuildURL, PXEInstallDisk)
 	for _, r := range releases {
 		fmt.Fprintf(h, "release %s %s\n", r.Version, r.Kind)
 		for _, f := range r.overlay() {
@@ -253,6 +265,12 @@ func (b *builder) build(bins string, releases []Release) error {
 		return err
 	}
 	b.logf("disk image with %s in slot A built in %v", releases[0].Version, time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	if _, err := b.run("image", "pxe", "--board", b.board.Name, "--slot", filepath.Join(slots, releases[0].Version+".img"),
+		"--out", filepath.Join(b.work, "pxe"), "--base-url", PXEBuildURL, "--install-disk", PXEInstallDisk); err != nil {
+		return err
+	}
+	b.logf("PXE bundle of %s built in %v", releases[0].Version, time.Since(start).Round(time.Millisecond))
 	for _, d := range []string{slots, root} {
 		if err := os.RemoveAll(d); err != nil {
 			return err

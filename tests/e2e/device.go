@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"text/template"
@@ -21,6 +22,10 @@ type Device struct {
 	Console io.Writer
 	// Machine is the running (or last) QEMU.
 	Machine *Machine
+	// Memory, TFTP and BootFile go to MachineOptions: a device booting
+	// over the network sets them.
+	Memory         int
+	TFTP, BootFile string
 }
 
 // DeviceConfig is what the device's user-data says.
@@ -74,19 +79,48 @@ func NewDevice(ctx context.Context, art *Artifacts, ch *Channel, dir string, cfg
 	if msg, err := exec.CommandContext(ctx, "cp", "--sparse=always", art.Disk, d.Disk).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("copy disk %s: %w: %s", art.Disk, err, msg)
 	}
-	ud, err := cfg.UserData()
-	if err != nil {
+	if err := d.writeSeed(ctx, ch, cfg); err != nil {
 		return nil, err
-	}
-	if err := ch.Seed(ctx, d.Seed, ud, "cairn-e2e"); err != nil {
-		return nil, fmt.Errorf("seed: %w", err)
 	}
 	return d, nil
 }
 
+// NewEmptyDevice makes a device in dir whose disk is size bytes of zeros
+// (sparse), as a box fresh from the factory, with a seed pointing at ch.
+func NewEmptyDevice(ctx context.Context, ch *Channel, dir string, size int64, cfg DeviceConfig) (*Device, error) {
+	d := &Device{Dir: dir, Disk: filepath.Join(dir, "disk.img"), Seed: filepath.Join(dir, "seed.img")}
+	f, err := os.OpenFile(d.Disk, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	err = f.Truncate(size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("empty disk %s: %w", d.Disk, err)
+	}
+	if err := d.writeSeed(ctx, ch, cfg); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Device) writeSeed(ctx context.Context, ch *Channel, cfg DeviceConfig) error {
+	ud, err := cfg.UserData()
+	if err != nil {
+		return err
+	}
+	if err := ch.Seed(ctx, d.Seed, ud, "cairn-e2e"); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	return nil
+}
+
 // PowerOn starts QEMU on the device's disks.
 func (d *Device) PowerOn(ctx context.Context) (*Machine, error) {
-	m, err := Start(ctx, MachineOptions{Dir: filepath.Join(d.Dir, "m"), Disk: d.Disk, Seed: d.Seed, Console: d.Console})
+	m, err := Start(ctx, MachineOptions{Dir: filepath.Join(d.Dir, "m"), Disk: d.Disk, Seed: d.Seed, Console: d.Console,
+		Memory: d.Memory, TFTP: d.TFTP, BootFile: d.BootFile})
 	if err != nil {
 		return nil, err
 	}

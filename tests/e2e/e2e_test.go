@@ -21,7 +21,7 @@ func require(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the end-to-end scenarios build Debian roots with mmdebstrap: run as root")
 	}
-	for _, tool := range []string{"qemu-system-x86_64", "swtpm", "mmdebstrap", "mkfs.vfat", "mcopy", "mkfs.ext4", "grub-mkstandalone", "cp", "zstd"} {
+	for _, tool := range []string{"qemu-system-x86_64", "swtpm", "mmdebstrap", "mkfs.vfat", "mcopy", "mkfs.ext4", "grub-mkstandalone", "cp", "zstd", "sgdisk"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not found (scripts/install-deps.sh installs it): %v", tool, err)
 		}

@@ -29,7 +29,9 @@ type Lab struct {
 	K3s     *K3sServer
 	Channel *Channel
 	Device  *Device
-	Dir     string
+	// PXE, when set, serves the device's network boot.
+	PXE *PXEServer
+	Dir string
 	// Logf narrates; Timing records a step's duration.
 	Logf   func(format string, args ...any)
 	Timing func(step string, d time.Duration)
@@ -37,7 +39,16 @@ type Lab struct {
 
 // NewLab starts the host side in dir and makes the device; console, when
 // set, sees the device's serial console.
-func NewLab(ctx context.Context, art *Artifacts, dir string, console io.Writer) (_ *Lab, err error) {
+func NewLab(ctx context.Context, art *Artifacts, dir string, console io.Writer) (*Lab, error) {
+	return newLab(ctx, art, dir, console, func(ch *Channel, dir string, cfg DeviceConfig) (*Device, error) {
+		return NewDevice(ctx, art, ch, dir, cfg)
+	})
+}
+
+// newLab starts the host side in dir and makes the device in dir/dev with
+// newDevice.
+func newLab(ctx context.Context, art *Artifacts, dir string, console io.Writer,
+	newDevice func(ch *Channel, dir string, cfg DeviceConfig) (*Device, error)) (_ *Lab, err error) {
 	l := &Lab{Art: art, Dir: dir, Logf: func(string, ...any) {}, Timing: func(string, time.Duration) {}}
 	defer func() {
 		if err != nil {
@@ -58,7 +69,7 @@ func NewLab(ctx context.Context, art *Artifacts, dir string, console io.Writer) 
 	if err := l.Channel.Publish(ctx, "stable", art.Versions[0]); err != nil {
 		return nil, err
 	}
-	l.Device, err = NewDevice(ctx, art, l.Channel, filepath.Join(dir, "dev"), DeviceConfig{
+	l.Device, err = newDevice(l.Channel, filepath.Join(dir, "dev"), DeviceConfig{
 		ChannelURL: l.Channel.URL(), Channel: "stable", K3sServer: l.K3s.GuestURL(), K3sToken: l.K3s.Token,
 		BootTries: 2, HealthDeadline: "3m"})
 	if err != nil {
@@ -75,6 +86,9 @@ func (l *Lab) Close() {
 	}
 	if l.Channel != nil {
 		l.Channel.Close()
+	}
+	if l.PXE != nil {
+		l.PXE.Close()
 	}
 	if l.K3s != nil {
 		l.K3s.Stop()

@@ -45,6 +45,13 @@ type MachineOptions struct {
 	// Console, when set, sees the serial console as it arrives (the demo
 	// shows it in the terminal).
 	Console io.Writer
+	// TFTP, when set, is a directory the user network serves over TFTP
+	// and BootFile the file its DHCP offers: the network card keeps its
+	// iPXE option ROM and boots when the disk has nothing to boot. The CPU
+	// then has RDRAND, which the kernel trusts to seed its random number
+	// generator at once (under TCG getrandom would block cairn-init's DHCP
+	// client for minutes).
+	TFTP, BootFile string
 }
 
 // Machine is a running QEMU with its swtpm.
@@ -94,16 +101,24 @@ func Start(ctx context.Context, opts MachineOptions) (*Machine, error) {
 		m.stopSwtpm()
 		return nil, fmt.Errorf("swtpm socket %s: %w: %s", sock, err, tpmLog.String())
 	}
+	netdev, nic := "user,id=net0", "virtio-net-pci,netdev=net0,romfile="
+	if opts.TFTP != "" {
+		netdev += ",tftp=" + opts.TFTP + ",bootfile=" + opts.BootFile
+		nic = "virtio-net-pci,netdev=net0,bootindex=2"
+	}
 	args := []string{"-accel", "tcg", "-M", "q35", "-m", fmt.Sprint(opts.Memory), "-smp", "1",
 		"-nographic", "-no-user-config", "-nodefaults", "-serial", "stdio",
 		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode,
 		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
 		"-drive", "if=none,id=disk,format=raw,cache=unsafe,file=" + opts.Disk,
 		"-device", "virtio-blk-pci,drive=disk,bootindex=1",
-		"-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0,romfile=",
+		"-netdev", netdev, "-device", nic,
 		"-chardev", "socket,id=chrtpm,path=" + sock, "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
 		"-device", "tpm-tis,tpmdev=tpm0",
 		"-device", "virtio-rng-pci"}
+	if opts.TFTP != "" {
+		args = append(args, "-cpu", "max")
+	}
 	if opts.Seed != "" {
 		args = append(args, "-drive", "if=none,id=seed,format=raw,readonly=on,file="+opts.Seed,
 			"-device", "virtio-blk-pci,drive=seed")
