@@ -25,7 +25,7 @@ deps:
 test: deps lint build test-full
 
 test-full:
-	$(GO) test -count=1 -timeout 40m ./...
+	$(GO) test -count=1 -timeout 55m ./...
 
 ## test-quick: unit tests only, under a minute
 test-quick:

@@ -13,6 +13,7 @@ import (
 // report what scenario 1 asserts.
 func TestPXEDisklessAndInstall(t *testing.T) {
 	require(t)
+	t.Parallel() // its own device: it runs beside the other QEMU scenarios
 	tm := newTimings(t)
 	start := time.Now()
 	art := build(t, "qemu-x86_64")
