@@ -120,6 +120,10 @@ type k3sNode struct {
 	mu      sync.Mutex
 	phase   update.Phase // the update state to publish next
 	publish chan struct{}
+	// sending is held from reading the state to publish until the API
+	// server has it, so a slow publish of an older state never lands
+	// after a newer one.
+	sending sync.Mutex
 }
 
 // startK3s renders k3s's files from cairn.k3s, points the k3s link at the
@@ -282,13 +286,8 @@ func (n *k3sNode) publisher(ctx context.Context) {
 		case <-n.publish:
 		}
 		for {
-			n.mu.Lock()
-			info := n.info
-			info.UpdateState = string(n.phase)
-			n.mu.Unlock()
-			err := n.publishOnce(ctx, info)
+			err := n.publishNow(ctx)
 			if err == nil {
-				n.log.Info("node info published", zap.String("update_state", info.UpdateState))
 				break
 			}
 			n.log.Debug("node info", zap.Error(err))
@@ -299,6 +298,22 @@ func (n *k3sNode) publisher(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// publishNow publishes the latest node info and update state, and waits
+// for the API server to have it.
+func (n *k3sNode) publishNow(ctx context.Context) error {
+	n.sending.Lock()
+	defer n.sending.Unlock()
+	n.mu.Lock()
+	info := n.info
+	info.UpdateState = string(n.phase)
+	n.mu.Unlock()
+	if err := n.publishOnce(ctx, info); err != nil {
+		return err
+	}
+	n.log.Info("node info published", zap.String("update_state", info.UpdateState))
+	return nil
 }
 
 func (n *k3sNode) publishOnce(ctx context.Context, info k3s.NodeInfo) error {

@@ -24,6 +24,13 @@ type clusterRebooter struct {
 
 func (r *clusterRebooter) Reboot(ctx context.Context, reason string) error {
 	r.prepare(ctx)
+	// The cluster sees the node go down as rebooting, not as whatever the
+	// asynchronous publisher last got through.
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if err := r.node.publishNow(pctx); err != nil {
+		r.log.Warn("node info before the reboot", zap.Error(err))
+	}
+	cancel()
 	return r.next.Reboot(ctx, reason)
 }
 
