@@ -143,14 +143,25 @@ func (d *dhcpClient) acquire(ctx context.Context, c *nclient4.Client) (*Lease, e
 // hold keeps lease alive until it expires, a server refuses it or ctx
 // ends.
 func (d *dhcpClient) hold(ctx context.Context, c *nclient4.Client, lease *Lease) {
+	holdLease(ctx, lease, func(l *Lease) time.Time { return l.Acquired.Add(l.T1) },
+		func(l *Lease) (*Lease, LeaseEvent) { return d.renew(ctx, c, l) },
+		func(l *Lease) (*Lease, LeaseEvent) { return d.extend(ctx, c, l, l.Expires(), false) },
+		d.update)
+}
+
+// holdLease is a lease's life, DHCPv4 or DHCPv6: at renewAt, renew (until
+// T2), then rebind (until expiry) when renewing got no answer; each
+// outcome goes to update. It returns when the lease is refused or expires
+// (update gets a nil lease) or when ctx ends.
+func holdLease[L any](ctx context.Context, lease *L, renewAt func(*L) time.Time,
+	renew, rebind func(*L) (*L, LeaseEvent), update func(LeaseEvent, *L)) {
 	for {
-		start := lease.Acquired
-		if !sleepUntil(ctx, start.Add(lease.T1)) {
+		if !sleepUntil(ctx, renewAt(lease)) {
 			return
 		}
-		next, ev := d.renew(ctx, c, lease)
+		next, ev := renew(lease)
 		if next == nil && ev == "" {
-			next, ev = d.extend(ctx, c, lease, lease.Expires(), false)
+			next, ev = rebind(lease)
 		}
 		if ctx.Err() != nil {
 			return
@@ -159,10 +170,10 @@ func (d *dhcpClient) hold(ctx context.Context, c *nclient4.Client, lease *Lease)
 			if ev == "" {
 				ev = LeaseExpired
 			}
-			d.update(ev, nil)
+			update(ev, nil)
 			return
 		}
-		d.update(ev, next)
+		update(ev, next)
 		lease = next
 	}
 }

@@ -142,27 +142,14 @@ func (d *dhcp6Client) acquire(ctx context.Context, c *nclient6.Client, duid dhcp
 // hold keeps lease alive until its addresses expire, a server refuses it
 // or ctx ends.
 func (d *dhcp6Client) hold(ctx context.Context, c *nclient6.Client, duid dhcpv6.DUID, lease *Lease6) {
-	for {
-		if !sleepUntil(ctx, lease.Acquired.Add(lease.T1)) {
-			return
-		}
-		next, ev := d.extend(ctx, c, duid, lease, dhcpv6.MessageTypeRenew, lease.Acquired.Add(lease.T2))
-		if next == nil && ev == "" {
-			next, ev = d.extend(ctx, c, duid, lease, dhcpv6.MessageTypeRebind, lease.Expires())
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		if next == nil {
-			if ev == "" {
-				ev = LeaseExpired
-			}
-			d.update(ev, nil)
-			return
-		}
-		d.update(ev, next)
-		lease = next
-	}
+	holdLease(ctx, lease, func(l *Lease6) time.Time { return l.Acquired.Add(l.T1) },
+		func(l *Lease6) (*Lease6, LeaseEvent) {
+			return d.extend(ctx, c, duid, l, dhcpv6.MessageTypeRenew, l.Acquired.Add(l.T2))
+		},
+		func(l *Lease6) (*Lease6, LeaseEvent) {
+			return d.extend(ctx, c, duid, l, dhcpv6.MessageTypeRebind, l.Expires())
+		},
+		d.update)
 }
 
 // extend sends Renew (to the granting server) or Rebind (to any server)
