@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"io"
 	"testing"
 	"time"
 )
@@ -13,12 +14,35 @@ import (
 func TestDeviceUpdatesRollsBackAndRecovers(t *testing.T) {
 	require(t)
 	t.Parallel() // its own device: it runs beside the other QEMU scenarios
+	lab, tm := startLab(t, "k3s server on the host, channel, device", NewLab)
+	runChain(t, tm, []scenario{ // scenarios 1-6 of docs/e2e.md, in order on one disk
+		{"1_first_boot", lab.FirstBoot, 12 * time.Minute},
+		{"2_update_commits", lab.UpdateCommits, 15 * time.Minute},
+		{"3_bad_release_rolls_back", lab.BadReleaseRollsBack, 20 * time.Minute},
+		{"4_kernel_panic_falls_back", lab.KernelPanicFallsBack, 20 * time.Minute},
+		{"5_tampered_release_refused", lab.TamperedReleaseIsRefused, 10 * time.Minute},
+		{"6_power_cut_resumes", lab.PowerCutResumes, 20 * time.Minute},
+	})
+}
+
+// scenario is one step of a chain run on the same device.
+type scenario struct {
+	name    string
+	run     func(context.Context) (*Step, error)
+	timeout time.Duration
+}
+
+// startLab builds (or finds) the qemu-x86_64 artifacts and starts a lab
+// with newLab, narrating and timing into t, and showing the device's
+// console if the test fails.
+func startLab(t *testing.T, what string, newLab func(context.Context, *Artifacts, string, io.Writer) (*Lab, error)) (*Lab, *timings) {
+	t.Helper()
 	tm := newTimings(t)
 	start := time.Now()
 	art := build(t, "qemu-x86_64")
-	tm.add(map[bool]string{true: "build (cached)", false: "build releases and disk"}[art.Took == 0], time.Since(start))
+	tm.add(map[bool]string{true: "build (cached)", false: "build releases, disk and PXE bundle"}[art.Took == 0], time.Since(start))
 	start = time.Now()
-	lab, err := NewLab(context.Background(), art, t.TempDir(), consoleForDebugging())
+	lab, err := newLab(context.Background(), art, t.TempDir(), consoleForDebugging())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,20 +53,16 @@ func TestDeviceUpdatesRollsBackAndRecovers(t *testing.T) {
 		}
 		lab.Close()
 	})
-	tm.add("k3s server on the host, channel, device", time.Since(start))
-	// Scenarios 1-6 of docs/e2e.md, in order on one disk.
-	for _, s := range []struct {
-		name    string
-		run     func(context.Context) (*Step, error)
-		timeout time.Duration
-	}{
-		{"1_first_boot", lab.FirstBoot, 12 * time.Minute},
-		{"2_update_commits", lab.UpdateCommits, 15 * time.Minute},
-		{"3_bad_release_rolls_back", lab.BadReleaseRollsBack, 20 * time.Minute},
-		{"4_kernel_panic_falls_back", lab.KernelPanicFallsBack, 20 * time.Minute},
-		{"5_tampered_release_refused", lab.TamperedReleaseIsRefused, 10 * time.Minute},
-		{"6_power_cut_resumes", lab.PowerCutResumes, 20 * time.Minute},
-	} {
+	tm.add(what, time.Since(start))
+	return lab, tm
+}
+
+// runChain runs the scenarios in order as subtests, each within its
+// timeout, and stops at the first that fails: each starts from what the
+// previous one left.
+func runChain(t *testing.T, tm *timings, scenarios []scenario) {
+	t.Helper()
+	for _, s := range scenarios {
 		start := time.Now()
 		ok := t.Run(s.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), s.timeout)

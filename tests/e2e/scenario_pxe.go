@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-edge/cairn/agent/daemon"
 	"github.com/cairn-edge/cairn/agent/update"
 	"github.com/cairn-edge/cairn/images/disk"
 	"github.com/cairn-edge/cairn/partitions"
@@ -96,9 +97,6 @@ func NewPXELab(ctx context.Context, art *Artifacts, dir string, console io.Write
 	return l, nil
 }
 
-// disklessReason is what the agent says about updates on a diskless boot.
-const disklessReason = "diskless: updates come from the network boot server"
-
 // DisklessBoot powers the device on with boot.ipxe: it runs release 1.0.0
 // from RAM, reports slot pxe with no slot table, measured, with nothing to
 // update; its node is Ready and its attestation verifies on the host as
@@ -122,8 +120,8 @@ func (l *Lab) DisklessBoot(ctx context.Context) (*Step, error) {
 	if v := st.MeasuredVersion(); v != "1.0.0" || !st.Measurement.Measured || !st.Measurement.MatchesManifest {
 		errs = append(errs, fmt.Errorf("measured release %q, want 1.0.0 measured and matching its manifest: %s", v, st.Describe()))
 	}
-	if st.Phase() != update.PhaseIdle || st.Update.Reason != disklessReason {
-		errs = append(errs, fmt.Errorf("update: %s, want idle (%s)", st.Describe(), disklessReason))
+	if st.Phase() != update.PhaseIdle || st.Update.Reason != daemon.ErrDiskless.Error() {
+		errs = append(errs, fmt.Errorf("update: %s, want idle (%s)", st.Describe(), daemon.ErrDiskless))
 	}
 	node, err := l.K3s.WaitNode(ctx, func(n Node) bool { return n.Ready })
 	if err != nil {
