@@ -107,8 +107,13 @@ type Installer struct {
 
 // Install writes req's image into req.Device and verifies it, resuming
 // from the checkpoint of an earlier attempt on the same image and device.
-// progress, when set, gets the uncompressed bytes written so far and the
-// image size. Only a nil error means the slot holds the verified image.
+// Once every byte is synced, a complete checkpoint records it: an agent
+// stopped during the checks, or before the engine recorded the install,
+// checks the slot again at the next Install instead of downloading it
+// again. A failed check drops the checkpoint, so the next attempt starts
+// over. progress, when set, gets the uncompressed bytes written so far
+// and the image size. Only a nil error means the slot holds the verified
+// image.
 func (in *Installer) Install(ctx context.Context, req InstallRequest, progress func(done, total int64)) error {
 	p, err := in.prepare(req)
 	if err != nil {
@@ -123,21 +128,25 @@ func (in *Installer) Install(ctx context.Context, req InstallRequest, progress f
 	if err := in.download(ctx, p, slot, st, progress); err != nil {
 		return err
 	}
+	if progress != nil {
+		progress(st.offset, p.img.Size) // also when resumed with every byte already written
+	}
 	// The last bytes' writeback and the checks run side by side: the
 	// checks read the slot through the page cache, which holds the same
 	// bytes before and after the fsync, so on a disk the read-back of the
 	// verity check no longer waits for the medium. Both must succeed.
 	synced := make(chan error, 1)
-	go func() { synced <- slot.Sync() }()
+	go func() { synced <- in.saveComplete(p, slot, st) }()
 	verr := in.verify(ctx, p, st)
 	if err := <-synced; err != nil {
-		return fmt.Errorf("install %s: sync: %w", req.Device, err)
+		return err
 	}
 	if verr != nil {
-		in.dropCheckpoint(p)
+		if ctx.Err() == nil {
+			in.dropCheckpoint(p)
+		} // else stopped, not failed: the next start checks the slot again
 		return verr
 	}
-	in.dropCheckpoint(p)
 	in.log().Info("install verified", zap.String("device", req.Device),
 		zap.String("target", p.target.Path), zap.Int64("bytes", st.offset))
 	return nil

@@ -99,8 +99,20 @@ func (in *Installer) writeCheckpoint(p *installPlan, slot *os.File, c *installCh
 	return nil
 }
 
+// saveComplete makes the whole image durable and records it with a
+// checkpoint past the last frame. Only the sync must succeed: without the
+// record (a full /var) a restart downloads again, nothing worse.
+func (in *Installer) saveComplete(p *installPlan, slot *os.File, st *installState) error {
+	err := in.save(p, slot, st) // nothing to do when resumed from a complete checkpoint
+	if errors.Is(err, ErrCheckpoint) {
+		in.log().Warn("install: image synced, its checkpoint not written", zap.String("device", p.req.Device), zap.Error(err))
+		return nil
+	}
+	return err
+}
+
 // resume loads the checkpoint of an earlier attempt at the same image on
-// the same device; anything else starts over.
+// the same device; anything else is removed and the install starts over.
 func (in *Installer) resume(p *installPlan) *installState {
 	path := in.checkpointPath()
 	data, err := os.ReadFile(path)
@@ -110,6 +122,7 @@ func (in *Installer) resume(p *installPlan) *installState {
 	st, err := p.parseCheckpoint(data)
 	if err != nil {
 		in.log().Warn("install: starting over", zap.String("checkpoint", path), zap.Error(err))
+		in.dropCheckpoint(p)
 		return newInstallState()
 	}
 	in.log().Info("install: resuming", zap.String("device", p.req.Device), zap.Int("frame", st.frame),
@@ -129,13 +142,18 @@ func (p *installPlan) parseCheckpoint(data []byte) (*installState, error) {
 		return nil, fmt.Errorf("for another image (%s)", c.Target)
 	case c.Device != p.req.Device:
 		return nil, fmt.Errorf("for device %s", c.Device)
-	case c.Frame <= 0 || c.Frame >= len(p.frames):
+	case c.Frame <= 0 || c.Frame > len(p.frames):
 		return nil, fmt.Errorf("frame %d of %d", c.Frame, len(p.frames))
 	}
-	f := p.frames[c.Frame]
-	if c.CompressedOffset != f.CompressedOffset || c.Offset != f.Offset {
+	// Frame len(frames) is a complete checkpoint: it starts where the
+	// image ends.
+	wantC, want := p.img.CompressedSize, p.img.Size
+	if c.Frame < len(p.frames) {
+		wantC, want = p.frames[c.Frame].CompressedOffset, p.frames[c.Frame].Offset
+	}
+	if c.CompressedOffset != wantC || c.Offset != want {
 		return nil, fmt.Errorf("frame %d at %d/%d, the frame table says %d/%d",
-			c.Frame, c.CompressedOffset, c.Offset, f.CompressedOffset, f.Offset)
+			c.Frame, c.CompressedOffset, c.Offset, wantC, want)
 	}
 	st := newInstallState()
 	if err := st.chash.(encoding.BinaryUnmarshaler).UnmarshalBinary(c.CompressedState); err != nil {
@@ -148,9 +166,9 @@ func (p *installPlan) parseCheckpoint(data []byte) (*installState, error) {
 	return st, nil
 }
 
-// dropCheckpoint forgets the install: after success, and after a failed
-// verification, so the next attempt starts over instead of resuming onto
-// bytes that did not verify.
+// dropCheckpoint forgets the install: after a failed verification, so the
+// next attempt starts over instead of resuming onto bytes that did not
+// verify, and when the checkpoint belongs to another image or device.
 func (in *Installer) dropCheckpoint(p *installPlan) {
 	if err := removeFileIfExists(in.checkpointPath()); err != nil {
 		in.log().Warn("install: remove checkpoint", zap.String("device", p.req.Device), zap.Error(err))

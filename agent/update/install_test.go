@@ -2,6 +2,7 @@ package update
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -15,7 +16,7 @@ import (
 	"github.com/cairn-edge/cairn/images/release"
 )
 
-func TestInstallWritesTheImageAndLeavesNoCheckpoint(t *testing.T) {
+func TestInstallWritesTheImageAndRecordsItComplete(t *testing.T) {
 	rel := makeRelease(t, 3<<20+777, 256<<10, 1)
 	srv := serve(t, rel)
 	dir := t.TempDir()
@@ -32,13 +33,78 @@ func TestInstallWritesTheImageAndLeavesNoCheckpoint(t *testing.T) {
 	if last != rel.manifest.Image.Size || total != rel.manifest.Image.Size {
 		t.Errorf("last progress %d/%d, want %d", last, total, rel.manifest.Image.Size)
 	}
-	if _, err := os.Stat(filepath.Join(dir, CheckpointName)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("checkpoint left after a verified install: %v", err)
+	c := readCheckpoint(t, dir)
+	if frames := len(rel.manifest.Image.Frames.CompressedSizes); c.Frame != frames || c.Offset != rel.manifest.Image.Size ||
+		c.CompressedOffset != rel.manifest.Image.CompressedSize {
+		t.Errorf("checkpoint after a verified install: frame %d at %d/%d, want complete: frame %d at %d/%d",
+			c.Frame, c.CompressedOffset, c.Offset, frames, rel.manifest.Image.CompressedSize, rel.manifest.Image.Size)
 	}
 	if reqs := srv.requests(); len(reqs) != 1 || reqs[0] != "" {
 		t.Errorf("requests %q, want one without Range", reqs)
 	}
 	t.Logf("%d bytes in %d frames, %d compressed", rel.manifest.Image.Size, len(rel.manifest.Image.Frames.CompressedSizes), rel.manifest.Image.CompressedSize)
+}
+
+// An agent stopped while it checks the written slot, or after the checks
+// but before the engine recorded the install, finds a complete checkpoint
+// at its next start: it checks the slot again and downloads nothing. The
+// checks' own verdict still counts: a slot that no longer verifies is
+// refused, its checkpoint dropped.
+func TestInstallStoppedDuringTheChecksChecksAgainWithoutDownloading(t *testing.T) {
+	rel := makeRelease(t, 2<<20+99, 128<<10, 11)
+	rel.manifest.VerityRootHash = strings.Repeat("ab", 32)
+	srv := serve(t, rel)
+	dir := t.TempDir()
+	slot := newSlot(t, dir, 3<<20)
+	req := InstallRequest{Target: rel.target(srv.URL), Manifest: rel.manifest, Device: slot}
+	ctx, stop := context.WithCancel(context.Background())
+	checks := 0
+	stopped := &Installer{StateDir: dir, CheckpointBytes: 256 << 10,
+		VerifyVerity: func(ctx context.Context, _ string, _ *release.Manifest) error {
+			checks++
+			stop() // the agent is stopped while the slot is read back
+			<-ctx.Done()
+			return ctx.Err()
+		}}
+	if err := stopped.Install(ctx, req, nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Install stopped during the checks = %v, want context.Canceled", err)
+	}
+	downloads := len(srv.requests())
+	changed := false // the slot is modified behind the agent's back
+	in := &Installer{StateDir: dir, VerifyVerity: func(context.Context, string, *release.Manifest) error {
+		checks++
+		if changed {
+			return errors.New("hash block 3 differs")
+		}
+		return nil
+	}}
+	var last int64
+	for range 2 { // the restart, then an agent stopped after the checks passed
+		if err := in.Install(context.Background(), req, func(done, _ int64) { last = done }); err != nil {
+			t.Fatalf("Install after the stop: %v", err)
+		}
+	}
+	if got := srv.requests(); len(got) != downloads {
+		t.Errorf("requests after the stop %q, want none: the image was complete", got[downloads:])
+	}
+	if checks != 3 || last != rel.manifest.Image.Size {
+		t.Errorf("%d checks and last progress %d, want 3 and %d", checks, last, rel.manifest.Image.Size)
+	}
+	mustEqualFile(t, slot, rel.image, 3<<20)
+	changed = true
+	if err := in.Install(context.Background(), req, nil); !errors.Is(err, ErrVerityMismatch) {
+		t.Fatalf("Install onto a changed slot = %v, want ErrVerityMismatch", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, CheckpointName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("checkpoint kept after the slot failed its checks: %v", err)
+	}
+	changed = false
+	if err := in.Install(context.Background(), req, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.requests(); len(got) != downloads+1 || got[downloads] != "" {
+		t.Errorf("requests after a failed check %q, want one from the start", got[downloads:])
+	}
 }
 
 // A power cut or kill at any byte of the download: a fresh installer with
@@ -143,7 +209,8 @@ func TestInstallChecksTheRequestAgainstTheManifest(t *testing.T) {
 
 // What the verification after the last byte finds, each check named; a
 // failed verification drops the checkpoint so the next attempt starts
-// over.
+// over (a passed one leaves the complete checkpoint, which the next case
+// resumes from or, for another image, removes).
 func TestInstallVerificationNamesTheFailedCheck(t *testing.T) {
 	rel := makeRelease(t, 1<<20+5, 64<<10, 7)
 	srv := serve(t, rel)
@@ -182,8 +249,8 @@ func TestInstallVerificationNamesTheFailedCheck(t *testing.T) {
 		if !errors.Is(err, c.want) || (c.want == nil) != (err == nil) {
 			t.Errorf("%s: Install = %v, want %v", name, err, c.want)
 		}
-		if _, serr := os.Stat(filepath.Join(dir, CheckpointName)); !errors.Is(serr, os.ErrNotExist) {
-			t.Errorf("%s: checkpoint kept after verification: %v", name, serr)
+		if _, serr := os.Stat(filepath.Join(dir, CheckpointName)); c.want != nil && !errors.Is(serr, os.ErrNotExist) {
+			t.Errorf("%s: checkpoint kept after a failed verification: %v", name, serr)
 		}
 		t.Logf("%s: %v", name, err)
 	}
@@ -216,4 +283,17 @@ func TestInstallIgnoresACheckpointOfAnotherImage(t *testing.T) {
 // quick keeps retry waits short in tests.
 func quick(dir string) *Installer {
 	return &Installer{StateDir: dir, CheckpointBytes: 64 << 10, Backoff: time.Millisecond, IdleTimeout: 300 * time.Millisecond}
+}
+
+func readCheckpoint(t *testing.T, dir string) installCheckpoint {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, CheckpointName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c installCheckpoint
+	if err := json.Unmarshal(data, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
