@@ -27,18 +27,38 @@ func needTool(t testing.TB, name string) string {
 	return path
 }
 
-func randomFile(t testing.TB, size int64, seed uint64) string {
-	t.Helper()
+func randomBytes(size int64, seed uint64) []byte {
 	data := make([]byte, size)
 	r := rand.New(rand.NewPCG(seed, uint64(size)))
 	for i := range data {
 		data[i] = byte(r.Uint32())
 	}
+	return data
+}
+
+// zeroEvery clears each whole or partial 4096-byte block i of data for
+// which zero(i) holds.
+func zeroEvery(data []byte, zero func(i int) bool) []byte {
+	for i := 0; i*BlockSize < len(data); i++ {
+		if zero(i) {
+			clear(data[i*BlockSize : min((i+1)*BlockSize, len(data))])
+		}
+	}
+	return data
+}
+
+func writeFile(t testing.TB, data []byte) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "image")
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path
+}
+
+func randomFile(t testing.TB, size int64, seed uint64) string {
+	t.Helper()
+	return writeFile(t, randomBytes(size, seed))
 }
 
 func buildFile(t testing.TB, path string, size int64, p Params) (Layout, []byte) {
