@@ -55,7 +55,7 @@ type Artifacts struct {
 	Disk     string // raw disk image, slot A = Releases[0], B empty
 	// PXE is the network boot bundle of Releases[0] (cairn image pxe),
 	// built for PXEBuildURL, its install.ipxe installing onto
-	// PXEInstallDisk.
+	// PXEInstallDisk; "" for a board without one (HasPXE).
 	PXE      string
 	Versions []string
 	Took     time.Duration // 0 when found in the cache
@@ -102,6 +102,9 @@ func Build(ctx context.Context, opts BuildOptions) (*Artifacts, error) {
 	dir := filepath.Join(cache, b.Name+"-"+key[:16])
 	a := &Artifacts{Dir: dir, Board: b, Cairn: filepath.Join(dir, "bin", "cairn"), Repo: filepath.Join(dir, "repo"),
 		Releases: filepath.Join(dir, "releases"), Disk: filepath.Join(dir, "disk.img"), PXE: filepath.Join(dir, "pxe")}
+	if !HasPXE(b) {
+		a.PXE = ""
+	}
 	for _, r := range opts.Releases {
 		a.Versions = append(a.Versions, r.Version)
 	}
@@ -124,6 +127,9 @@ func Build(ctx context.Context, opts BuildOptions) (*Artifacts, error) {
 	}
 	for _, name := range []string{"repo", "releases", "disk.img", "pxe", "bin"} {
 		_ = os.RemoveAll(filepath.Join(dir, name))
+		if name == "pxe" && a.PXE == "" {
+			continue
+		}
 		if name == "bin" {
 			if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
 				return nil, err
@@ -147,6 +153,11 @@ func Build(ctx context.Context, opts BuildOptions) (*Artifacts, error) {
 	logf("release artifacts for %s built in %v", b.Name, a.Took.Round(time.Second))
 	return a, nil
 }
+
+// HasPXE reports whether the board gets a PXE bundle: the firmware's
+// iPXE boots it, and of the boards only OVMF's UEFI has one; U-Boot
+// boards boot from their disk.
+func HasPXE(b *boards.Board) bool { return b.Bootloader == boards.UEFIGrub }
 
 // buildBinaries builds cairn for the host and cairn-agent, cairn-init and
 // the k3s stand-in for the device, static, as make build does.
@@ -265,12 +276,14 @@ func (b *builder) build(bins string, releases []Release) error {
 		return err
 	}
 	b.logf("disk image with %s in slot A built in %v", releases[0].Version, time.Since(start).Round(time.Millisecond))
-	start = time.Now()
-	if _, err := b.run("image", "pxe", "--board", b.board.Name, "--slot", filepath.Join(slots, releases[0].Version+".img"),
-		"--out", filepath.Join(b.work, "pxe"), "--base-url", PXEBuildURL, "--install-disk", PXEInstallDisk); err != nil {
-		return err
+	if HasPXE(b.board) {
+		start = time.Now()
+		if _, err := b.run("image", "pxe", "--board", b.board.Name, "--slot", filepath.Join(slots, releases[0].Version+".img"),
+			"--out", filepath.Join(b.work, "pxe"), "--base-url", PXEBuildURL, "--install-disk", PXEInstallDisk); err != nil {
+			return err
+		}
+		b.logf("PXE bundle of %s built in %v", releases[0].Version, time.Since(start).Round(time.Millisecond))
 	}
-	b.logf("PXE bundle of %s built in %v", releases[0].Version, time.Since(start).Round(time.Millisecond))
 	for _, d := range []string{slots, root} {
 		if err := os.RemoveAll(d); err != nil {
 			return err

@@ -14,7 +14,7 @@ import (
 func TestDeviceUpdatesRollsBackAndRecovers(t *testing.T) {
 	require(t)
 	t.Parallel() // its own device: it runs beside the other QEMU scenarios
-	lab, tm := startLab(t, "k3s server on the host, channel, device", NewLab)
+	lab, tm := startLab(t, "k3s server on the host, channel, device", "qemu-x86_64", ChainReleases, NewLab)
 	runChain(t, tm, []scenario{ // scenarios 1-6 of docs/e2e.md, in order on one disk
 		{"1_first_boot", lab.FirstBoot, 12 * time.Minute},
 		{"2_update_commits", lab.UpdateCommits, 15 * time.Minute},
@@ -32,15 +32,20 @@ type scenario struct {
 	timeout time.Duration
 }
 
-// startLab builds (or finds) the qemu-x86_64 artifacts and starts a lab
-// with newLab, narrating and timing into t, and showing the device's
-// console if the test fails.
-func startLab(t *testing.T, what string, newLab func(context.Context, *Artifacts, string, io.Writer) (*Lab, error)) (*Lab, *timings) {
+// startLab builds (or finds) the board's artifacts of releases and
+// starts a lab with newLab, narrating and timing into t, and showing the
+// device's console if the test fails.
+func startLab(t *testing.T, what, board string, releases []Release,
+	newLab func(context.Context, *Artifacts, string, io.Writer) (*Lab, error)) (*Lab, *timings) {
 	t.Helper()
 	tm := newTimings(t)
 	start := time.Now()
-	art := build(t, "qemu-x86_64")
-	tm.add(map[bool]string{true: "build (cached)", false: "build releases, disk and PXE bundle"}[art.Took == 0], time.Since(start))
+	art := build(t, board, releases)
+	built := "build releases, disk and PXE bundle"
+	if art.PXE == "" {
+		built = "build releases and disk"
+	}
+	tm.add(map[bool]string{true: "build (cached)", false: built}[art.Took == 0], time.Since(start))
 	start = time.Now()
 	lab, err := newLab(context.Background(), art, t.TempDir(), consoleForDebugging())
 	if err != nil {

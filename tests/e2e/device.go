@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"text/template"
 
+	"github.com/cairn-edge/cairn/boards"
 	cloudinit "github.com/cairn-edge/cairn/cloud-init"
 )
 
@@ -26,6 +27,8 @@ type Device struct {
 	// over the network sets them.
 	Memory         int
 	TFTP, BootFile string
+	// Board picks the machine (MachineOptions.Board); nil is the x86 one.
+	Board *boards.Board
 }
 
 // DeviceConfig is what the device's user-data says.
@@ -75,7 +78,7 @@ func (c DeviceConfig) UserData() ([]byte, error) {
 // NewDevice makes a device in dir from the artifacts' disk image (a sparse
 // copy) with a seed pointing at ch.
 func NewDevice(ctx context.Context, art *Artifacts, ch *Channel, dir string, cfg DeviceConfig) (*Device, error) {
-	d := &Device{Dir: dir, Disk: filepath.Join(dir, "disk.img"), Seed: filepath.Join(dir, "seed.img")}
+	d := &Device{Dir: dir, Disk: filepath.Join(dir, "disk.img"), Seed: filepath.Join(dir, "seed.img"), Board: art.Board}
 	if msg, err := exec.CommandContext(ctx, "cp", "--sparse=always", art.Disk, d.Disk).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("copy disk %s: %w: %s", art.Disk, err, msg)
 	}
@@ -120,7 +123,7 @@ func (d *Device) writeSeed(ctx context.Context, ch *Channel, cfg DeviceConfig) e
 // PowerOn starts QEMU on the device's disks.
 func (d *Device) PowerOn(ctx context.Context) (*Machine, error) {
 	m, err := Start(ctx, MachineOptions{Dir: filepath.Join(d.Dir, "m"), Disk: d.Disk, Seed: d.Seed, Console: d.Console,
-		Memory: d.Memory, TFTP: d.TFTP, BootFile: d.BootFile})
+		Memory: d.Memory, TFTP: d.TFTP, BootFile: d.BootFile, Board: d.Board})
 	if err != nil {
 		return nil, err
 	}

@@ -11,9 +11,18 @@ import (
 	"time"
 )
 
-// require skips under -short and fails when a tool the scenarios need is
-// missing or the test is not root: CI must never skip them silently.
+// require skips under -short and fails when a tool the x86 scenarios
+// need is missing or the test is not root: CI must never skip them
+// silently.
 func require(t *testing.T) {
+	t.Helper()
+	requireTools(t, []string{"qemu-system-x86_64", "swtpm", "mmdebstrap", "mkfs.vfat", "mcopy", "mkfs.ext4", "grub-mkstandalone", "cp", "zstd", "sgdisk"},
+		OVMFCode, OVMFVars)
+}
+
+// requireTools skips under -short and fails when one of tools is not on
+// PATH, one of files is missing, or the test is not root.
+func requireTools(t *testing.T, tools []string, files ...string) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end scenarios boot QEMU; skipped with -short")
@@ -21,24 +30,24 @@ func require(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the end-to-end scenarios build Debian roots with mmdebstrap: run as root")
 	}
-	for _, tool := range []string{"qemu-system-x86_64", "swtpm", "mmdebstrap", "mkfs.vfat", "mcopy", "mkfs.ext4", "grub-mkstandalone", "cp", "zstd", "sgdisk"} {
+	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not found (scripts/install-deps.sh installs it): %v", tool, err)
 		}
 	}
-	for _, f := range []string{OVMFCode, OVMFVars} {
+	for _, f := range files {
 		if _, err := os.Stat(f); err != nil {
-			t.Fatalf("%v (scripts/install-deps.sh installs ovmf)", err)
+			t.Fatalf("%v (scripts/install-deps.sh installs it)", err)
 		}
 	}
 }
 
-// build builds or finds the chain's artifacts.
-func build(t *testing.T, board string) *Artifacts {
+// build builds or finds a board's artifacts of releases.
+func build(t *testing.T, board string, releases []Release) *Artifacts {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	art, err := Build(ctx, BuildOptions{Board: board, Releases: ChainReleases, WorkDir: t.TempDir(), Logf: t.Logf})
+	art, err := Build(ctx, BuildOptions{Board: board, Releases: releases, WorkDir: t.TempDir(), Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cairn-edge/cairn/boards"
 )
 
 // Firmware files of the qemu-x86_64 board (Debian package ovmf).
@@ -52,6 +54,9 @@ type MachineOptions struct {
 	// generator at once (under TCG getrandom would block cairn-init's DHCP
 	// client for minutes).
 	TFTP, BootFile string
+	// Board selects the machine: nil or an amd64 board is the x86 machine
+	// above; an arm64 board runs on QEMU's virt machine (startVirt).
+	Board *boards.Board
 }
 
 // Machine is a running QEMU with its swtpm.
@@ -67,10 +72,14 @@ type Machine struct {
 
 // Start boots the device: swtpm on the state directory in Dir, then QEMU
 // (software emulation, q35, OVMF, virtio disk and network with user-mode
-// networking: the host is 10.0.2.2 to the guest).
+// networking: the host is 10.0.2.2 to the guest). An arm64 board boots
+// with startVirt instead.
 func Start(ctx context.Context, opts MachineOptions) (*Machine, error) {
 	if opts.Memory == 0 {
 		opts.Memory = 1024
+	}
+	if opts.Board != nil && opts.Board.Arch == "arm64" {
+		return startVirt(opts)
 	}
 	if err := os.MkdirAll(filepath.Join(opts.Dir, "tpm"), 0o700); err != nil {
 		return nil, err
@@ -123,20 +132,29 @@ func Start(ctx context.Context, opts MachineOptions) (*Machine, error) {
 		args = append(args, "-drive", "if=none,id=seed,format=raw,readonly=on,file="+opts.Seed,
 			"-device", "virtio-blk-pci,drive=seed")
 	}
-	m.qemu = exec.Command("qemu-system-x86_64", args...)
+	if err := m.launch("qemu-system-x86_64", args); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// launch starts QEMU as name with args, its serial console going to the
+// machine's console; swtpm, if any, stops when QEMU does.
+func (m *Machine) launch(name string, args []string) error {
+	m.qemu = exec.Command(name, args...)
 	m.qemu.Stdout, m.qemu.Stderr = m.console, m.console
 	m.qemu.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	m.started = time.Now()
 	if err := m.qemu.Start(); err != nil {
 		m.stopSwtpm()
-		return nil, fmt.Errorf("start qemu: %w", err)
+		return fmt.Errorf("start qemu: %w", err)
 	}
 	go func() {
 		m.waitErr = m.qemu.Wait()
 		m.stopSwtpm()
 		close(m.exited)
 	}()
-	return m, nil
+	return nil
 }
 
 // Console is the serial console seen so far.
@@ -156,8 +174,12 @@ func (m *Machine) Kill() {
 // Exited is closed once QEMU has stopped.
 func (m *Machine) Exited() <-chan struct{} { return m.exited }
 
+// HasTPM reports whether the machine has a TPM (swtpm): the x86 machine
+// does, the arm64 one cannot (docs/e2e.md, scenario 8).
+func (m *Machine) HasTPM() bool { return m.swtpm != nil }
+
 func (m *Machine) stopSwtpm() {
-	if m.swtpm.Process != nil {
+	if m.swtpm != nil && m.swtpm.Process != nil {
 		_ = m.swtpm.Process.Kill()
 		_ = m.swtpm.Wait()
 	}

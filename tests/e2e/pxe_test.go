@@ -13,7 +13,7 @@ import (
 func TestPXEDisklessAndInstall(t *testing.T) {
 	require(t)
 	t.Parallel() // its own device: it runs beside the other QEMU scenarios
-	lab, tm := startLab(t, "k3s server, channel, PXE server, empty device", NewPXELab)
+	lab, tm := startLab(t, "k3s server, channel, PXE server, empty device", "qemu-x86_64", ChainReleases, NewPXELab)
 	runChain(t, tm, []scenario{
 		{"7_diskless", lab.DisklessBoot, 15 * time.Minute},
 		{"7_install", lab.InstallBoot, 15 * time.Minute},

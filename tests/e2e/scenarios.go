@@ -16,7 +16,9 @@ import (
 
 // FirstBoot powers the device on: DHCP, its node joins the host's k3s
 // server and is Ready, slot A is committed, and the attestation it prints
-// verifies on the host as release 1.0.0 in slot A.
+// verifies on the host as release 1.0.0 in slot A; a machine without TPM
+// says instead that 1.0.0 runs unmeasured and refuses to attest
+// (unmeasured).
 func (l *Lab) FirstBoot(ctx context.Context) (*Step, error) {
 	m, err := l.Device.PowerOn(ctx)
 	if err != nil {
@@ -40,7 +42,11 @@ func (l *Lab) FirstBoot(ctx context.Context) (*Step, error) {
 	}
 	l.Timing("power on to the node Ready on the server", m.Uptime())
 	l.Logf("node %s is Ready on the k3s server", node.Name)
-	if err := l.verifyAttestation(ctx, m, 0, "1.0.0", partitions.SlotA); err != nil {
+	attest := l.verifyAttestation
+	if !m.HasTPM() {
+		attest = l.unmeasured
+	}
+	if err := attest(ctx, m, 0, "1.0.0", partitions.SlotA); err != nil {
 		errs = append(errs, err)
 	}
 	return &Step{Release: "1.0.0", Slot: "A", Result: "committed (first boot)", Took: m.Uptime()}, errors.Join(errs...)
@@ -98,50 +104,72 @@ func (l *Lab) UpdateCommits(ctx context.Context) (*Step, error) {
 	return &Step{Release: "1.1.0", Slot: "B", Result: "committed", Took: took}, errors.Join(errs...)
 }
 
+// BadRelease is the release whose node never becomes Ready, in every
+// lab's releases.
+const BadRelease = "1.2.0"
+
 // BadReleaseRollsBack publishes 1.2.0, whose node never becomes Ready: the
-// device installs it into A, boots it, fails the health gate, goes back to
-// 1.1.0 on B by itself, marks 1.2.0 bad and does not install it again.
+// device installs it into the slot it does not run (A after scenario 2),
+// boots it, fails the health gate, goes back by itself to the release it
+// ran (1.1.0 on B after scenario 2), marks 1.2.0 bad and does not install
+// it again.
 func (l *Lab) BadReleaseRollsBack(ctx context.Context) (*Step, error) {
 	m, err := l.machine()
 	if err != nil {
 		return nil, err
 	}
+	now := m.LastStatus(0)
+	if now == nil || !now.Booted().Valid() || now.MeasuredVersion() == "" {
+		return nil, fmt.Errorf("bad release: the device reported no release it runs: %s", now.Describe())
+	}
+	good, slot := now.MeasuredVersion(), now.Booted()
+	target := slot.Other()
 	from, start := m.Console().Len(), time.Now()
-	if err := l.Channel.Publish(ctx, "stable", "1.2.0"); err != nil {
+	if err := l.Channel.Publish(ctx, "stable", BadRelease); err != nil {
 		return nil, err
 	}
-	l.Logf("published 1.2.0 on stable")
+	l.Logf("published %s on stable", BadRelease)
 	trial, err := m.WaitStatus(ctx, from, func(s *Status) bool {
-		return s.Booted() == partitions.SlotA && s.Phase() == update.PhaseTrial
+		return s.Booted() == target && s.Phase() == update.PhaseTrial
 	})
 	if err != nil {
 		return nil, err
 	}
-	l.Timing("publish to the trial boot of 1.2.0 on A", time.Since(start))
-	l.Logf("1.2.0 is on trial in slot A; its node never becomes Ready")
+	l.Timing(fmt.Sprintf("publish to the trial boot of %s on %s", BadRelease, target), time.Since(start))
+	l.Logf("%s is on trial in slot %s; its node never becomes Ready", BadRelease, target)
 	st, err := m.WaitStatus(ctx, trial.Offset, func(s *Status) bool {
-		return s.Booted() == partitions.SlotB && s.Phase() == update.PhaseRolledBack
+		return s.Booted() == slot && s.Phase() == update.PhaseRolledBack
 	})
 	if err != nil {
 		return nil, err
 	}
 	took := time.Since(start)
-	l.Timing("publish to rolled back on B", took)
+	l.Timing("publish to rolled back on "+string(slot), took)
+	errs := l.rolledBack(ctx, m, st, good, target)
+	return &Step{Release: BadRelease, Slot: fmt.Sprintf("%s, back to %s", target, slot), Result: "rolled back, marked bad", Took: took},
+		errors.Join(errs...)
+}
+
+// rolledBack checks the device after BadRelease rolled back to good: good
+// runs, the slot BadRelease was in is not committed, BadRelease is bad
+// for the node's NotReady reason and is not taken again, and the node is
+// Ready with good's label.
+func (l *Lab) rolledBack(ctx context.Context, m *Machine, st *Status, good string, target partitions.Slot) []error {
 	var errs []error
-	if !st.IsBad("1.2.0") || st.MeasuredVersion() != "1.1.0" || st.Slot(partitions.SlotA).OK {
-		errs = append(errs, fmt.Errorf("after the rollback: %s, want 1.1.0 on B and 1.2.0 bad", st.Describe()))
+	if !st.IsBad(BadRelease) || st.MeasuredVersion() != good || st.Slot(target).OK {
+		errs = append(errs, fmt.Errorf("after the rollback: %s, want %s on %s and %s bad", st.Describe(), good, st.Booted(), BadRelease))
 	}
-	l.Logf("rolled back to 1.1.0: %s", st.Update.Reason)
+	l.Logf("rolled back to %s: %s", good, st.Update.Reason)
 	if !strings.Contains(st.Update.Reason, NotReadyMessage) {
 		errs = append(errs, fmt.Errorf("rollback reason %q does not name the node's NotReady condition %q", st.Update.Reason, NotReadyMessage))
 	}
-	if _, err := l.K3s.WaitNode(ctx, func(n Node) bool { return n.Ready && n.Labels["cairn.dev/os-version"] == "1.1.0" }); err != nil {
+	if _, err := l.K3s.WaitNode(ctx, func(n Node) bool { return n.Ready && n.Labels["cairn.dev/os-version"] == good }); err != nil {
 		errs = append(errs, err)
 	}
-	if err := l.notRetried(ctx, m, st, "1.2.0"); err != nil {
+	if err := l.notRetried(ctx, m, st, BadRelease); err != nil {
 		errs = append(errs, err)
 	}
-	return &Step{Release: "1.2.0", Slot: "A, back to B", Result: "rolled back, marked bad", Took: took}, errors.Join(errs...)
+	return errs
 }
 
 // notRetried watches the device through several channel checks (its
