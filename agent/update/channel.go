@@ -39,7 +39,15 @@ type ChannelConfig struct {
 	ClockFloor time.Time
 	Now        func() time.Time // nil: time.Now
 	HTTPClient *http.Client     // nil: http.DefaultClient
+	// CheckTimeout bounds one Check or Current, every request in it
+	// included; zero means DefaultCheckTimeout.
+	CheckTimeout time.Duration
 }
+
+// DefaultCheckTimeout bounds a check of the channel: its metadata is
+// small, and a server that stops answering must not hold the update
+// engine (and with it the agent's watchdog) forever.
+const DefaultCheckTimeout = 2 * time.Minute
 
 // Channel is the client of one update channel.
 type Channel struct {
@@ -87,7 +95,22 @@ func NewChannel(cfg ChannelConfig) (*Channel, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
 	}
+	if cfg.CheckTimeout <= 0 {
+		cfg.CheckTimeout = DefaultCheckTimeout
+	}
 	return &Channel{cfg: cfg}, nil
+}
+
+// bounded runs check within CheckTimeout, saying so when that was what
+// ended it.
+func (c *Channel) bounded(ctx context.Context, check func(context.Context) (*Offer, error)) (*Offer, error) {
+	cctx, cancel := context.WithTimeout(ctx, c.cfg.CheckTimeout)
+	defer cancel()
+	o, err := check(cctx)
+	if err != nil && ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
+		return nil, fmt.Errorf("update channel %s: no complete answer within %v: %w", c.cfg.RepositoryURL, c.cfg.CheckTimeout, err)
+	}
+	return o, err
 }
 
 // LastPoll reports what the last check downloaded.
@@ -103,8 +126,11 @@ func (c *Channel) refTime() time.Time {
 }
 
 // Check refreshes the channel metadata and selects the newest release for
-// this board that is above the floor and inside its rollout.
-func (c *Channel) Check(ctx context.Context) (*Offer, error) {
+// this board that is above the floor and inside its rollout, within
+// CheckTimeout.
+func (c *Channel) Check(ctx context.Context) (*Offer, error) { return c.bounded(ctx, c.check) }
+
+func (c *Channel) check(ctx context.Context) (*Offer, error) {
 	targets, f, err := c.refresh(ctx)
 	if err != nil {
 		return nil, err

@@ -16,7 +16,9 @@ import (
 // when the device is up to date, the release at its version floor. Parts of
 // a release that are not the OS image (the k3s binaries) are taken from it
 // even when there is no OS update to install.
-func (c *Channel) Current(ctx context.Context) (*Offer, error) {
+func (c *Channel) Current(ctx context.Context) (*Offer, error) { return c.bounded(ctx, c.current) }
+
+func (c *Channel) current(ctx context.Context) (*Offer, error) {
 	targets, f, err := c.refresh(ctx)
 	if err != nil {
 		return nil, err

@@ -246,7 +246,13 @@ func (e *Engine) Update(ctx context.Context) (*Offer, error) {
 	if !st.Phase.AtRest() {
 		return nil, fmt.Errorf("update %s (%s): %w", st.Version, st.Phase, ErrBusy)
 	}
-	o, err := e.Check(ctx)
+	// The check is bounded by the channel's own timeout; the engine checks
+	// in while it waits, as for an install.
+	var o *Offer
+	err := e.await(func() (err error) {
+		o, err = e.Check(ctx)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -11,11 +11,12 @@ const DefaultHeartbeat = 10 * time.Second
 
 // Alive reports whether the engine checked in within the last within, by
 // EngineConfig.Now. Run checks in at every turn of its loop and every
-// Heartbeat while it waits for work; while an install or a health gate
-// runs, or the Rebooter, it checks in every Heartbeat as it waits for them,
-// since each ends by limits of its own (the installer's idle timeout,
-// backoff and retries; the gate's deadline; the reboot lease's wait and
-// the drain's timeout). Anything else that hangs in Run stops the
+// Heartbeat while it waits for work; while a check of the channel, an
+// install or a health gate runs, or the Rebooter, it checks in every
+// Heartbeat as it waits for them, since each ends by limits of its own (the
+// channel's CheckTimeout; the installer's idle timeout, backoff and
+// retries; the gate's deadline; the reboot lease's wait and the drain's
+// timeout). Anything else that hangs in Run stops the
 // check-ins: the state file or boot environment on a hung disk, a lock
 // never released. The daemon pings systemd's
 // watchdog only while the engine is alive (docs/update.md, "systemd").

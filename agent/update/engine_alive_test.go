@@ -89,3 +89,58 @@ func TestEngineThatHangsStopsCheckingIn(t *testing.T) {
 		t.Fatal("the last check-in before the write is lost")
 	}
 }
+
+// slowChannel answers its first check at once and holds the next ones
+// until released, as a channel server that has stopped answering does
+// until the check's timeout.
+type slowChannel struct {
+	Checker
+	calls   atomic.Int32
+	waiting chan struct{}
+	release chan struct{}
+}
+
+func (c *slowChannel) Check(ctx context.Context) (*Offer, error) {
+	if c.calls.Add(1) > 1 {
+		close(c.waiting)
+		<-c.release
+		return nil, errors.New("update channel: no complete answer within 2m0s")
+	}
+	return c.Checker.Check(ctx)
+}
+
+// TestEngineChecksInWhileTheChannelIsSlow: a check of the channel ends by
+// the channel's own timeout, so the engine waiting for it checks in, as
+// for an install; the watchdog does not restart an agent whose update
+// server is slow.
+func TestEngineChecksInWhileTheChannelIsSlow(t *testing.T) {
+	d := newSim(t)
+	var now atomic.Int64
+	now.Store(time.Date(2026, 6, 5, 12, 0, 0, 0, time.UTC).UnixNano())
+	d.now = func() time.Time { return time.Unix(0, now.Load()) }
+	d.f.publish(board, "1.1.0", "stable", 100)
+	e := d.agent()
+	e.cfg.Heartbeat = time.Millisecond
+	slow := &slowChannel{Checker: e.cfg.Channel, waiting: make(chan struct{}), release: make(chan struct{})}
+	e.cfg.Channel = slow
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	defer func() {
+		close(slow.release)
+		cancel()
+		<-done
+	}()
+	if _, err := e.CheckNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-slow.waiting // Run's Update is inside the second check
+	const within = time.Minute
+	now.Add(int64(2 * within))
+	for i := 0; !e.Alive(within); i++ {
+		if i == 10000 {
+			t.Fatal("the engine waiting for a slow channel did not check in")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
