@@ -33,14 +33,17 @@ func startVirt(opts MachineOptions) (*Machine, error) {
 	args := []string{"-accel", "tcg", "-M", "virt", "-cpu", "cortex-a57", "-m", fmt.Sprint(opts.Memory), "-smp", "1",
 		"-nographic", "-no-user-config", "-nodefaults", "-serial", "stdio",
 		"-bios", bios,
-		"-drive", "if=none,id=disk,format=raw,cache=unsafe,file=" + opts.Disk,
-		"-device", "virtio-blk-device,drive=disk",
 		"-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0",
 		"-device", "virtio-rng-device"}
+	// U-Boot and Linux number virtio-mmio disks from the last one given
+	// to QEMU, and U-Boot's distro boot looks only at virtio 0: the disk
+	// comes last (and is vda, as on x86).
 	if opts.Seed != "" {
 		args = append(args, "-drive", "if=none,id=seed,format=raw,readonly=on,file="+opts.Seed,
 			"-device", "virtio-blk-device,drive=seed")
 	}
+	args = append(args, "-drive", "if=none,id=disk,format=raw,cache=unsafe,file="+opts.Disk,
+		"-device", "virtio-blk-device,drive=disk")
 	m := &Machine{opts: opts, console: &Console{tee: opts.Console}, exited: make(chan struct{})}
 	if err := m.launch("qemu-system-aarch64", args); err != nil {
 		return nil, err
