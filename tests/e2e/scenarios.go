@@ -14,11 +14,12 @@ import (
 // The scenarios of docs/e2e.md. Each returns what the device ended with,
 // and an error naming every expectation the device's own status broke.
 
-// FirstBoot powers the device on: DHCP, its node joins the host's k3s
-// server and is Ready, slot A is committed, and the attestation it prints
-// verifies on the host as release 1.0.0 in slot A; a machine without TPM
-// says instead that 1.0.0 runs unmeasured and refuses to attest
-// (unmeasured).
+// FirstBoot powers the device on: the bootloader picks slot A, cairn-init
+// checks its footer and makes the state partition, DHCP, its node joins
+// the host's k3s server and is Ready, slot A is committed, and the
+// attestation it prints verifies on the host as release 1.0.0 in slot A;
+// a machine without TPM says instead that 1.0.0 runs unmeasured and
+// refuses to attest (unmeasured).
 func (l *Lab) FirstBoot(ctx context.Context) (*Step, error) {
 	m, err := l.Device.PowerOn(ctx)
 	if err != nil {
@@ -49,7 +50,28 @@ func (l *Lab) FirstBoot(ctx context.Context) (*Step, error) {
 	if err := attest(ctx, m, 0, "1.0.0", partitions.SlotA); err != nil {
 		errs = append(errs, err)
 	}
+	if err := firstBootConsole(m); err != nil {
+		errs = append(errs, err)
+	}
 	return &Step{Release: "1.0.0", Slot: "A", Result: "committed (first boot)", Took: m.Uptime()}, errors.Join(errs...)
+}
+
+// firstBootConsole checks what the bootloader and cairn-init printed on
+// the way: slot A chosen, its signed footer checked (and measured, with a
+// TPM), the state partition made.
+func firstBootConsole(m *Machine) error {
+	want := []string{"cairn: booting slot A", "signature good", "first boot: creating the state filesystem"}
+	if m.HasTPM() {
+		want = append(want, "measured slot A into PCR 13")
+	}
+	text := m.Console().String()
+	var errs []error
+	for _, w := range want {
+		if !strings.Contains(text, w) {
+			errs = append(errs, fmt.Errorf("the first boot's console lacks %q", w))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (l *Lab) verifyAttestation(ctx context.Context, m *Machine, from int, version string, slot partitions.Slot) error {
