@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cairn-edge/cairn/boards"
+	"github.com/cairn-edge/cairn/internal/filelock"
 )
 
 // Suite is the Debian release every board's root is built from.
@@ -147,11 +148,19 @@ func (d Debian) Key() string {
 }
 
 // Bootstrap returns a directory holding the Debian root, built with
-// mmdebstrap (as root) into cacheDir/KEY/root unless already there. Callers
-// copy it before changing anything.
+// mmdebstrap (as root) into cacheDir/KEY/root unless already there, one
+// process at a time. Callers copy it before changing anything.
 func Bootstrap(ctx context.Context, d Debian, cacheDir string, logf func(string, ...any)) (string, error) {
 	dir := filepath.Join(cacheDir, d.Key())
 	root := filepath.Join(dir, "root")
+	// Tests of several packages may want the same root at once: one
+	// builds, the others wait and find it done. The lock sits beside the
+	// directory, which a build removes first.
+	unlock, err := filelock.Lock(dir + ".lock")
+	if err != nil {
+		return "", fmt.Errorf("debian root: %w", err)
+	}
+	defer unlock()
 	if _, err := os.Stat(filepath.Join(dir, "done")); err == nil {
 		logf("debian root %s: cached", d.Key())
 		return root, nil

@@ -13,11 +13,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/cairn-edge/cairn/boards"
 	"github.com/cairn-edge/cairn/images/rootfs"
+	"github.com/cairn-edge/cairn/internal/filelock"
 	"github.com/cairn-edge/cairn/tests/k3s-standin/k3stest"
 )
 
@@ -306,20 +306,7 @@ func (b *builder) run(args ...string) ([]byte, error) {
 
 // lockDir takes an exclusive lock on dir (made if missing), so that two
 // test processes building the same key wait for each other.
-func lockDir(dir string) (func(), error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", dir, err)
-	}
-	return func() { f.Close() }, nil
-}
+func lockDir(dir string) (func(), error) { return filelock.Lock(filepath.Join(dir, ".lock")) }
 
 func copyFile(src, dst string, mode os.FileMode) error {
 	data, err := os.ReadFile(src)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cairn-edge/cairn/internal/filelock"
 )
 
 // Require skips the test under -short and otherwise fails it when a tool is
@@ -67,6 +69,16 @@ func Kernel(t testing.TB, arch string) string {
 		cache = filepath.Join(dir, "cairn", "test-kernels")
 	}
 	path := filepath.Join(cache, arch, "vmlinuz")
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	// Tests of several packages may fetch at once: one fetches, the others
+	// wait and find the kernels.
+	unlock, err := filelock.Lock(cache + ".lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
 	if _, err := os.Stat(path); err == nil {
 		return path
 	}

@@ -17,8 +17,9 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/cairn-edge/cairn/internal/filelock"
 )
 
 // BuildAPIServer builds tests/kube-apiserver (its own Go module) into
@@ -71,14 +72,11 @@ func buildCached(ctx context.Context, name, dir, pkg string, inputs []string, bi
 	}
 	// Test binaries of several packages may build at once: one builds, the
 	// others wait on the lock and find the binary.
-	lock, err := os.OpenFile(filepath.Join(outDir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	unlock, err := filelock.Lock(filepath.Join(outDir, ".lock"))
 	if err != nil {
 		return "", err
 	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", err
-	}
+	defer unlock()
 	if _, err := os.Stat(out); err == nil {
 		return out, nil
 	}
