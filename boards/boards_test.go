@@ -59,6 +59,7 @@ func TestParseErrorsNameFileLineAndKey(t *testing.T) {
 		{"slot size against layout", strings.Replace(good, "1GiB", "2GiB", 1), "board b.yaml:7: slot_size: 2 GiB: layout x86_64-uefi makes CAIRN_ROOT_A 1 GiB"},
 		{"unknown layout", strings.Replace(good, "x86_64-uefi", "floppy", 1), "board b.yaml:5: layout: layout \"floppy\": unknown layout"},
 		{"cmdline sets the slot", good + "cmdline: cairn.slot=B\n", "board b.yaml:8: cmdline:"},
+		{"cmdline makes the root writable", good + "cmdline: quiet rw\n", "board b.yaml:8: cmdline: bad kernel parameters: \"quiet rw\" set rw"},
 		{"console with a space", strings.Replace(good, "ttyS0,115200", "'ttyS0 tty1'", 1), "board b.yaml:4: console:"},
 		{"firmware without path", good + "firmware:\n  - package: ovmf\n", "board b.yaml:9: firmware[0].path: missing"},
 		{"firmware dest with a slash", good + "firmware:\n  - package: ovmf\n    path: /a\n    dest: x/y\n", "board b.yaml:11: firmware[0].dest:"},

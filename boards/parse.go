@@ -228,8 +228,11 @@ func (p *parser) check(b *Board) error {
 	if b.Console == "" || strings.ContainsAny(b.Console, " '\"\\\n") {
 		return p.errf(p.fields["console"], "console", "%q: want one console= value such as ttyS0,115200", b.Console)
 	}
-	if strings.ContainsAny(b.Cmdline, "'\"\\\n") || strings.Contains(b.Cmdline, "cairn.slot=") || strings.Contains(b.Cmdline, "console=") {
-		return p.errf(p.fields["cmdline"], "cmdline", "%q: may not contain quotes, backslashes, newlines, console= (see console) or cairn.slot= (the bootloader's)", b.Cmdline)
+	if strings.Contains(b.Cmdline, `"`) || strings.Contains(b.Cmdline, "console=") {
+		return p.errf(p.fields["cmdline"], "cmdline", "%q: may not contain double quotes or console= (see console)", b.Cmdline)
+	}
+	if _, err := partitions.BootCmdline(b.Console, b.Cmdline); err != nil {
+		return p.errf(p.fields["cmdline"], "cmdline", "%v", err)
 	}
 	if !debianName.MatchString(b.KernelPackage) {
 		return p.errf(p.fields["kernel_package"], "kernel_package", "%q is not a Debian package name", b.KernelPackage)

@@ -13,6 +13,7 @@ import (
 	"github.com/cairn-edge/cairn/images/initrd"
 	"github.com/cairn-edge/cairn/images/rootfs"
 	"github.com/cairn-edge/cairn/internal/atomicfile"
+	"github.com/cairn-edge/cairn/partitions"
 )
 
 // The files of a PXE bundle.
@@ -98,12 +99,16 @@ func BuildPXE(ctx context.Context, o PXEOptions) (*PXEResult, error) {
 	}
 	logf("pxe %s: slot image and boot partition", o.Out)
 	names := []string{PXEKernel, PXEInitrd, PXESlot, PXESlotZst, PXEBoot, PXEDiskless}
-	scripts := map[string]string{PXEDiskless: IPXEScript(o.Board, f.Manifest.Version, o.BaseURL, "")}
+	scripts := map[string]string{PXEDiskless: ""}
 	if o.InstallDisk != "" {
 		names = append(names, PXEInstall)
-		scripts[PXEInstall] = IPXEScript(o.Board, f.Manifest.Version, o.BaseURL, o.InstallDisk)
+		scripts[PXEInstall] = o.InstallDisk
 	}
-	for name, text := range scripts {
+	for name, installDisk := range scripts {
+		text, err := IPXEScript(o.Board, f.Manifest.Version, o.BaseURL, installDisk)
+		if err != nil {
+			return nil, fmt.Errorf("pxe: %w", err)
+		}
 		if err := atomicfile.Write(filepath.Join(o.Out, name), []byte(text), 0o644); err != nil {
 			return nil, fmt.Errorf("pxe: %w", err)
 		}
@@ -121,16 +126,16 @@ func BuildPXE(ctx context.Context, o PXEOptions) (*PXEResult, error) {
 }
 
 // IPXEScript is the iPXE script that boots the bundle at baseURL: diskless
-// from RAM, or, with installDisk, installing onto that disk.
-func IPXEScript(b *boards.Board, version, baseURL, installDisk string) string {
+// from RAM, or, with installDisk, installing onto that disk. Its kernel
+// parameters are the boot scripts' (partitions.BootCmdline) and the
+// network boot's own.
+func IPXEScript(b *boards.Board, version, baseURL, installDisk string) (string, error) {
 	base := strings.TrimSuffix(baseURL, "/") + "/"
-	args := []string{"initrd=" + PXEInitrd}
-	if b.Console != "" {
-		args = append(args, "console="+b.Console)
+	cmdline, err := partitions.BootCmdline(b.Console, b.Cmdline)
+	if err != nil {
+		return "", fmt.Errorf("board %s: %w", b.Name, err)
 	}
-	if b.Cmdline != "" {
-		args = append(args, b.Cmdline)
-	}
+	args := []string{"initrd=" + PXEInitrd, cmdline}
 	what := "runs it from RAM"
 	if installDisk != "" {
 		what = "installs it onto " + installDisk + " and reboots into it"
@@ -140,5 +145,5 @@ func IPXEScript(b *boards.Board, version, baseURL, installDisk string) string {
 	}
 	args = append(args, initrd.ParamSlotURL+"="+base+PXESlotZst)
 	return fmt.Sprintf("#!ipxe\n# Cairn %s release %s: fetches the slot image and %s.\nkernel %s%s %s\ninitrd %s%s\nboot\n",
-		b.Name, version, what, base, PXEKernel, strings.Join(args, " "), base, PXEInitrd)
+		b.Name, version, what, base, PXEKernel, strings.Join(args, " "), base, PXEInitrd), nil
 }

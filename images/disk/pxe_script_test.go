@@ -13,13 +13,17 @@ func TestIPXEScripts(t *testing.T) {
 	}
 	for _, c := range []struct{ disk, want string }{
 		{"", "#!ipxe\n# Cairn qemu-x86_64 release 1.2.0: fetches the slot image and runs it from RAM.\n" +
-			"kernel http://10.0.2.2:8080/c/vmlinuz initrd=initrd console=ttyS0,115200 panic=10 cairn.pxe=diskless cairn.slot_url=http://10.0.2.2:8080/c/slot.img.zst\n" +
+			"kernel http://10.0.2.2:8080/c/vmlinuz initrd=initrd ro console=ttyS0,115200 panic=10 cairn.pxe=diskless cairn.slot_url=http://10.0.2.2:8080/c/slot.img.zst\n" +
 			"initrd http://10.0.2.2:8080/c/initrd\nboot\n"},
 		{"/dev/sda", "#!ipxe\n# Cairn qemu-x86_64 release 1.2.0: fetches the slot image and installs it onto /dev/sda and reboots into it.\n" +
-			"kernel http://10.0.2.2:8080/c/vmlinuz initrd=initrd console=ttyS0,115200 panic=10 cairn.install=/dev/sda cairn.boot_url=http://10.0.2.2:8080/c/boot.img cairn.slot_url=http://10.0.2.2:8080/c/slot.img.zst\n" +
+			"kernel http://10.0.2.2:8080/c/vmlinuz initrd=initrd ro console=ttyS0,115200 panic=10 cairn.install=/dev/sda cairn.boot_url=http://10.0.2.2:8080/c/boot.img cairn.slot_url=http://10.0.2.2:8080/c/slot.img.zst\n" +
 			"initrd http://10.0.2.2:8080/c/initrd\nboot\n"},
 	} {
-		if got := IPXEScript(b, "1.2.0", "http://10.0.2.2:8080/c", c.disk); got != c.want {
+		got, err := IPXEScript(b, "1.2.0", "http://10.0.2.2:8080/c", c.disk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
 			t.Errorf("install disk %q:\n%s\nwant\n%s", c.disk, got, c.want)
 		}
 	}

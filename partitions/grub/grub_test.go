@@ -62,7 +62,7 @@ func TestConfigRefusesParametersGRUBWouldMangle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, cmdline := range []string{"a'b", "a\nb", `a\b`, "cairn.slot=B"} {
+	for _, cmdline := range []string{"a'b", "a\nb", `a\b`, "cairn.slot=B", "quiet rw"} {
 		if _, err := grub.Config(grub.Options{Layout: l, Cmdline: cmdline}); !errors.Is(err, grub.ErrBadOption) {
 			t.Errorf("Cmdline %q: got %v, want ErrBadOption", cmdline, err)
 		}
@@ -86,7 +86,7 @@ func TestConfigPassesGrubScriptCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"set cairn_a_part=gpt2\n", "set cairn_b_part=gpt3\n", "set cairn_cmdline='console=ttyS0,115200 quiet'\n"} {
+	for _, want := range []string{"set cairn_a_part=gpt2\n", "set cairn_b_part=gpt3\n", "set cairn_cmdline='ro console=ttyS0,115200 quiet'\n"} {
 		if !bytes.Contains(cfg, []byte(want)) {
 			t.Errorf("grub.cfg lacks %q", want)
 		}

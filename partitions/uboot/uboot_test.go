@@ -52,7 +52,7 @@ func TestEnvRegionsRefusesAPartitionTooSmallForTheReservedTail(t *testing.T) {
 }
 
 func TestScriptRefusesParametersHushWouldMangle(t *testing.T) {
-	for _, cmdline := range []string{"a'b", "a\nb", `a\b`, "cairn.slot=B"} {
+	for _, cmdline := range []string{"a'b", "a\nb", `a\b`, "cairn.slot=B", "quiet rw"} {
 		if _, err := uboot.Script(uboot.Options{Cmdline: cmdline}); !errors.Is(err, uboot.ErrBadOption) {
 			t.Errorf("Cmdline %q: got %v, want ErrBadOption", cmdline, err)
 		}
@@ -61,7 +61,7 @@ func TestScriptRefusesParametersHushWouldMangle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(s), "setenv cairn_cmdline 'console=ttyAMA0,115200 quiet'\n") {
+	if !strings.Contains(string(s), "setenv cairn_cmdline 'ro console=ttyAMA0,115200 quiet'\n") {
 		t.Errorf("boot.cmd lacks the board's kernel parameters:\n%.300s", s)
 	}
 }

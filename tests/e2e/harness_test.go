@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairn-edge/cairn/agent"
 	"github.com/cairn-edge/cairn/agent/api"
@@ -85,6 +87,27 @@ func TestReporterLinesAfterLoginPrompt(t *testing.T) {
 	}
 	if got := Statuses(console, 0); len(got) != 1 || got[0].Booted() != "B" {
 		t.Errorf("status after the login prompt: got %+v", got)
+	}
+}
+
+// TestBootFinishedNamesFailedUnits reads the reporter's line about
+// systemd's state: running with none failed passes, anything else names
+// the state and the units.
+func TestBootFinishedNamesFailedUnits(t *testing.T) {
+	for _, c := range []struct{ console, wantErr string }{
+		{"cairn-e2e login: cairn-e2e units running failed:\n", ""},
+		{"cairn-e2e units degraded failed: systemd-remount-fs.service dev-disk-by\\x2dlabel-X.device\n",
+			"systemd is degraded with failed units [systemd-remount-fs.service dev-disk-by\\x2dlabel-X.device]"},
+		{"cairn-e2e units stopping failed:\n", "systemd is stopping"},
+	} {
+		m := &Machine{console: &Console{}, exited: make(chan struct{})}
+		m.console.Write([]byte("[  1.0] booting\n" + c.console))
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		err := m.WaitBootFinished(ctx, 0)
+		cancel()
+		if c.wantErr == "" && err != nil || c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)) {
+			t.Errorf("%q: got %v, want %q", c.console, err, c.wantErr)
+		}
 	}
 }
 

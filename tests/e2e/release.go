@@ -150,7 +150,8 @@ WantedBy=multi-user.target
 `
 
 // reportSh prints the device's status (cairn-agent status --output json,
-// base64 on one line) whenever it changes and every 30 s, answers the
+// base64 on one line) whenever it changes and every 30 s, once per boot
+// systemd's state and failed units when the boot has finished, answers the
 // test host's nonce with cairn-agent attest once per boot, and asks the
 // agent to check the channel every 10 s as an operator would. The test
 // host's address comes from e2e.env on the CIDATA volume.
@@ -185,8 +186,18 @@ k3s_report() {
 	sed -E 's/^(token|agent-token):.*/\1: (hidden)/' /etc/rancher/k3s/config.yaml 2>&1 | sed 's/^/cairn-e2e k3s-config /'
 }
 
-attempts=0 last= lastprint=0 n=0
+attempts=0 last= lastprint=0 n=0 units_told=
 while :; do
+	if [ -z "$units_told" ]; then
+		state=$(systemctl is-system-running 2>/dev/null)
+		case "$state" in
+		initializing | starting) ;;
+		*)
+			echo "cairn-e2e units $state failed:$(systemctl --failed --plain --no-legend --no-pager | awk '{printf " %s", $1}')"
+			units_told=1
+			;;
+		esac
+	fi
 	now=$(date +%s)
 	if s=$(cairn-agent status --output json 2>&1 | base64 -w0); then
 		if [ "$s" != "$last" ] || [ $((now - lastprint)) -ge 30 ]; then

@@ -43,7 +43,11 @@ func ServePXE(art *Artifacts, dir string) (*PXEServer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("pxe bundle: %w", err)
 		}
-		if want := disk.IPXEScript(art.Board, version, PXEBuildURL, installDisk); string(built) != want {
+		want, err := disk.IPXEScript(art.Board, version, PXEBuildURL, installDisk)
+		if err != nil {
+			return nil, err
+		}
+		if string(built) != want {
 			return nil, fmt.Errorf("pxe bundle %s is not what disk.IPXEScript renders:\n%s\nwant:\n%s", name, built, want)
 		}
 	}
@@ -55,7 +59,11 @@ func ServePXE(art *Artifacts, dir string) (*PXEServer, error) {
 		srv: &http.Server{Handler: http.FileServer(http.Dir(art.PXE)), ReadHeaderTimeout: 30 * time.Second}}
 	go s.srv.Serve(ln)
 	for name, installDisk := range scripts {
-		script := disk.IPXEScript(art.Board, version, s.URL, installDisk)
+		script, err := disk.IPXEScript(art.Board, version, s.URL, installDisk)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(script), 0o644); err != nil {
 			s.Close()
 			return nil, err
@@ -132,6 +140,9 @@ func (l *Lab) DisklessBoot(ctx context.Context) (*Step, error) {
 	if err := l.verifyAttestation(ctx, m, 0, "1.0.0", partitions.SlotNetwork); err != nil {
 		errs = append(errs, err)
 	}
+	if err := m.WaitBootFinished(ctx, 0); err != nil {
+		errs = append(errs, err)
+	}
 	return &Step{Release: "1.0.0", Slot: string(partitions.SlotNetwork), Result: "running from RAM (diskless)", Took: m.Uptime()}, errors.Join(errs...)
 }
 
@@ -178,6 +189,9 @@ func (l *Lab) InstallBoot(ctx context.Context) (*Step, error) {
 	l.Timing("power on to the node Ready (from disk)", m.Uptime())
 	l.Logf("node %s is Ready on the k3s server, slot A", node.Name)
 	if err := l.verifyAttestation(ctx, m, from, "1.0.0", partitions.SlotA); err != nil {
+		errs = append(errs, err)
+	}
+	if err := m.WaitBootFinished(ctx, from); err != nil {
 		errs = append(errs, err)
 	}
 	return &Step{Release: "1.0.0", Slot: "A", Result: "installed over the network, committed", Took: m.Uptime()}, errors.Join(errs...)

@@ -19,7 +19,8 @@ import (
 // the host's k3s server and is Ready, slot A is committed, and the
 // attestation it prints verifies on the host as release 1.0.0 in slot A;
 // a machine without TPM says instead that 1.0.0 runs unmeasured and
-// refuses to attest (unmeasured).
+// refuses to attest (unmeasured). systemd finishes the boot with no
+// failed unit.
 func (l *Lab) FirstBoot(ctx context.Context) (*Step, error) {
 	m, err := l.Device.PowerOn(ctx)
 	if err != nil {
@@ -51,6 +52,9 @@ func (l *Lab) FirstBoot(ctx context.Context) (*Step, error) {
 		errs = append(errs, err)
 	}
 	if err := firstBootConsole(m); err != nil {
+		errs = append(errs, err)
+	}
+	if err := m.WaitBootFinished(ctx, 0); err != nil {
 		errs = append(errs, err)
 	}
 	return &Step{Release: "1.0.0", Slot: "A", Result: "committed (first boot)", Took: m.Uptime()}, errors.Join(errs...)
@@ -121,6 +125,9 @@ func (l *Lab) UpdateCommits(ctx context.Context) (*Step, error) {
 		l.Logf("node Ready with label cairn.dev/os-version=1.1.0")
 	}
 	if err := l.verifyAttestation(ctx, m, from, "1.1.0", partitions.SlotB); err != nil {
+		errs = append(errs, err)
+	}
+	if err := m.WaitBootFinished(ctx, from); err != nil {
 		errs = append(errs, err)
 	}
 	return &Step{Release: "1.1.0", Slot: "B", Result: "committed", Took: took}, errors.Join(errs...)

@@ -28,7 +28,22 @@ type Status struct {
 var (
 	statusLine = regexp.MustCompile(`(?m)\bcairn-e2e status ([A-Za-z0-9+/=]+)$`)
 	attestLine = regexp.MustCompile(`(?m)\bcairn-e2e attest ([0-9a-f]{64}) ([A-Za-z0-9+/=]+)$`)
+	unitsLine  = regexp.MustCompile(`(?m)\bcairn-e2e units (\S+) failed:((?: \S+)*)$`)
 )
+
+// WaitBootFinished waits for the reporter's line, printed once per boot
+// after from when systemd has finished starting, and fails unless systemd
+// says the system is running with no failed unit.
+func (m *Machine) WaitBootFinished(ctx context.Context, from int) error {
+	sub, _, err := m.WaitFor(ctx, from, unitsLine)
+	if err != nil {
+		return fmt.Errorf("systemd never finished starting: %w", err)
+	}
+	if state, failed := sub[1], strings.Fields(sub[2]); state != "running" || len(failed) > 0 {
+		return fmt.Errorf("systemd is %s with failed units %v, want running with none", state, failed)
+	}
+	return nil
+}
 
 // Statuses are the status lines the console shows from offset from on;
 // lines garbled by interleaved kernel messages are skipped.
