@@ -14,20 +14,19 @@ var Arm64Releases = []Release{
 	{Version: BadRelease, Kind: NeverReady},
 }
 
-// TestArm64UBootFirstBootAndBadRelease is scenario 8 of docs/e2e.md: a
+// arm64UBootFirstBootAndBadRelease is scenario 8 of docs/e2e.md: a
 // qemu-aarch64 device (virt, Cortex-A57, Debian's U-Boot, no TPM) goes
 // through scenario 1, reporting 1.0.0 unmeasured and refusing to attest,
 // then scenario 3 from there: 1.2.0 goes into slot B, fails the health
 // gate, and the device rolls back to 1.0.0 on A by itself.
-func TestArm64UBootFirstBootAndBadRelease(t *testing.T) {
+func arm64UBootFirstBootAndBadRelease(t *testing.T) {
 	b, err := boards.Load("qemu-aarch64")
 	if err != nil {
 		t.Fatal(err)
 	}
 	requireTools(t, []string{"qemu-system-aarch64", "qemu-aarch64-static", "mmdebstrap", "mkfs.vfat", "mcopy", "mkfs.ext4", "mkimage", "cp", "zstd", "sgdisk"},
 		b.MachineFirmware())
-	t.Parallel() // its own device: it runs beside the other QEMU scenarios
-	lab, tm := startLab(t, "k3s server on the host, channel, arm64 device", b.Name, Arm64Releases, NewLab)
+	lab, tm := startLab(t, "k3s server on the host, channel, arm64 device", BuildOptions{Board: b.Name, Releases: Arm64Releases}, NewLab)
 	runChain(t, tm, []scenario{ // emulated arm64 on shared cores: generous timeouts
 		{"8_first_boot", lab.FirstBoot, 15 * time.Minute},
 		{"8_bad_release_rolls_back", lab.BadReleaseRollsBack, 25 * time.Minute},

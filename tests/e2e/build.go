@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -42,7 +43,13 @@ type BuildOptions struct {
 	CacheDir string
 	// WorkDir is a scratch directory for the binaries (a test's TempDir).
 	WorkDir string
-	Logf    func(format string, args ...any)
+	// LocalServer puts kube-apiserver next to the k3s stand-in in the
+	// root, so that a device with role server runs its cluster itself,
+	// and builds no PXE bundle. The binary is the one the host's k3s
+	// server runs (k3stest.BuildAPIServer), built for this machine: only
+	// for an amd64 board.
+	LocalServer bool
+	Logf        func(format string, args ...any)
 }
 
 // Artifacts are the built, cached, read-only inputs of a scenario family.
@@ -86,8 +93,17 @@ func Build(ctx context.Context, opts BuildOptions) (*Artifacts, error) {
 	if err := buildBinaries(ctx, src, bins, b.Arch); err != nil {
 		return nil, err
 	}
+	apiserver := ""
+	if opts.LocalServer {
+		if b.Arch != runtime.GOARCH {
+			return nil, fmt.Errorf("board %s: a local k3s server needs kube-apiserver for %s, built here for %s", b.Name, b.Arch, runtime.GOARCH)
+		}
+		if apiserver, err = k3stest.BuildAPIServer(ctx, src); err != nil {
+			return nil, err
+		}
+	}
 	logf("binaries built in %v", time.Since(start).Round(time.Millisecond))
-	key, err := cacheKey(bins, b, opts.Releases)
+	key, err := cacheKey(bins, apiserver, b, opts.Releases)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +118,7 @@ func Build(ctx context.Context, opts BuildOptions) (*Artifacts, error) {
 	dir := filepath.Join(cache, b.Name+"-"+key[:16])
 	a := &Artifacts{Dir: dir, Board: b, Cairn: filepath.Join(dir, "bin", "cairn"), Repo: filepath.Join(dir, "repo"),
 		Releases: filepath.Join(dir, "releases"), Disk: filepath.Join(dir, "disk.img"), PXE: filepath.Join(dir, "pxe")}
-	if !HasPXE(b) {
+	if !HasPXE(b) || opts.LocalServer {
 		a.PXE = ""
 	}
 	for _, r := range opts.Releases {
@@ -121,7 +137,8 @@ func Build(ctx context.Context, opts BuildOptions) (*Artifacts, error) {
 	if err := os.RemoveAll(work); err != nil {
 		return nil, err
 	}
-	bb := &builder{ctx: ctx, cairn: filepath.Join(bins, "cairn"), board: b, work: work, logf: logf}
+	bb := &builder{ctx: ctx, cairn: filepath.Join(bins, "cairn"), board: b, work: work, logf: logf,
+		apiserver: apiserver, pxe: a.PXE != ""}
 	if err := bb.build(bins, opts.Releases); err != nil {
 		return nil, fmt.Errorf("e2e build %s: %w", dir, err)
 	}
@@ -181,7 +198,7 @@ func buildBinaries(ctx context.Context, src, out, arch string) error {
 	return nil
 }
 
-func cacheKey(bins string, b *boards.Board, releases []Release) (string, error) {
+func cacheKey(bins, apiserver string, b *boards.Board, releases []Release) (string, error) {
 	h := sha256.New()
 	deb, err := rootfs.ForBoard(b, "/etc/apt", Epoch)
 	if err != nil {
@@ -194,12 +211,19 @@ func cacheKey(bins string, b *boards.Board, releases []Release) (string, error) 
 			fmt.Fprintf(h, "%s %o %q\n", f.path, f.mode, f.data)
 		}
 	}
+	var files []string
 	for _, name := range []string{"cairn", "cairn-agent", "cairn-init", "k3s"} {
-		f, err := os.Open(filepath.Join(bins, name))
+		files = append(files, filepath.Join(bins, name))
+	}
+	if apiserver != "" {
+		files = append(files, apiserver)
+	}
+	for _, path := range files {
+		f, err := os.Open(path)
 		if err != nil {
 			return "", err
 		}
-		fmt.Fprintln(h, name)
+		fmt.Fprintln(h, filepath.Base(path))
 		_, err = io.Copy(h, f)
 		f.Close()
 		if err != nil {
@@ -216,6 +240,9 @@ type builder struct {
 	board *boards.Board
 	work  string
 	logf  func(string, ...any)
+	// apiserver, when set, goes into the root next to the stand-in.
+	apiserver string
+	pxe       bool // build the PXE bundle
 }
 
 func (b *builder) build(bins string, releases []Release) error {
@@ -238,6 +265,11 @@ func (b *builder) build(bins string, releases []Release) error {
 		"--source-date-epoch", fmt.Sprint(Epoch), "--out", root)
 	if err != nil {
 		return err
+	}
+	if b.apiserver != "" {
+		if err := copyFile(b.apiserver, filepath.Join(root, "usr", "local", "bin", "kube-apiserver"), 0o755); err != nil {
+			return err
+		}
 	}
 	b.logf("root tree for %s in %v", b.board.Name, time.Since(start).Round(time.Millisecond))
 	slots := filepath.Join(b.work, "slots")
@@ -276,7 +308,7 @@ func (b *builder) build(bins string, releases []Release) error {
 		return err
 	}
 	b.logf("disk image with %s in slot A built in %v", releases[0].Version, time.Since(start).Round(time.Millisecond))
-	if HasPXE(b.board) {
+	if b.pxe {
 		start = time.Now()
 		if _, err := b.run("image", "pxe", "--board", b.board.Name, "--slot", filepath.Join(slots, releases[0].Version+".img"),
 			"--out", filepath.Join(b.work, "pxe"), "--base-url", PXEBuildURL, "--install-disk", PXEInstallDisk); err != nil {

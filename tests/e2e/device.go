@@ -27,6 +27,8 @@ type Device struct {
 	// over the network sets them.
 	Memory         int
 	TFTP, BootFile string
+	// Forward goes to MachineOptions: guest ports the host reaches.
+	Forward []Forward
 	// Board picks the machine (MachineOptions.Board); nil is the x86 one.
 	Board *boards.Board
 }
@@ -36,7 +38,8 @@ type DeviceConfig struct {
 	ChannelURL string // the repository as the guest sees it
 	Channel    string // e.g. stable
 	// K3sServer and K3sToken make the device a k3s agent joining that
-	// server; empty runs a k3s server on the device.
+	// server; an empty K3sServer runs a k3s server on the device, with
+	// K3sToken as its cluster token if set.
 	K3sServer, K3sToken string
 	BootTries           int
 	HealthDeadline      string // e.g. 3m
@@ -57,6 +60,9 @@ cairn:
     token: {{.K3sToken}}
 {{- else}}
     role: server
+{{- if .K3sToken}}
+    token: {{.K3sToken}}
+{{- end}}
 {{- end}}
   health:
     deadline: {{.HealthDeadline}}
@@ -123,7 +129,7 @@ func (d *Device) writeSeed(ctx context.Context, ch *Channel, cfg DeviceConfig) e
 // PowerOn starts QEMU on the device's disks.
 func (d *Device) PowerOn(ctx context.Context) (*Machine, error) {
 	m, err := Start(ctx, MachineOptions{Dir: filepath.Join(d.Dir, "m"), Disk: d.Disk, Seed: d.Seed, Console: d.Console,
-		Memory: d.Memory, TFTP: d.TFTP, BootFile: d.BootFile, Board: d.Board})
+		Memory: d.Memory, TFTP: d.TFTP, BootFile: d.BootFile, Forward: d.Forward, Board: d.Board})
 	if err != nil {
 		return nil, err
 	}

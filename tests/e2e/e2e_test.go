@@ -42,12 +42,13 @@ func requireTools(t *testing.T, tools []string, files ...string) {
 	}
 }
 
-// build builds or finds a board's artifacts of releases.
-func build(t *testing.T, board string, releases []Release) *Artifacts {
+// build builds or finds the artifacts opts name.
+func build(t *testing.T, opts BuildOptions) *Artifacts {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	art, err := Build(ctx, BuildOptions{Board: board, Releases: releases, WorkDir: t.TempDir(), Logf: t.Logf})
+	opts.WorkDir, opts.Logf = t.TempDir(), t.Logf
+	art, err := Build(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 var ChainReleases = []Release{
 	{Version: "1.0.0", Kind: Good},
 	{Version: "1.1.0", Kind: Good},
-	{Version: "1.2.0", Kind: NeverReady},
+	{Version: BadRelease, Kind: NeverReady},
 	{Version: "1.3.0", Kind: KernelPanic},
 	{Version: "1.4.0", Kind: Good},
 }
@@ -40,14 +40,14 @@ type Lab struct {
 // NewLab starts the host side in dir and makes the device; console, when
 // set, sees the device's serial console.
 func NewLab(ctx context.Context, art *Artifacts, dir string, console io.Writer) (*Lab, error) {
-	return newLab(ctx, art, dir, console, func(ch *Channel, dir string, cfg DeviceConfig) (*Device, error) {
+	return newLab(ctx, art, dir, console, true, func(ch *Channel, dir string, cfg DeviceConfig) (*Device, error) {
 		return NewDevice(ctx, art, ch, dir, cfg)
 	})
 }
 
-// newLab starts the host side in dir and makes the device in dir/dev with
-// newDevice.
-func newLab(ctx context.Context, art *Artifacts, dir string, console io.Writer,
+// newLab starts the host side in dir, with a k3s server for the device to
+// join if hostServer, and makes the device in dir/dev with newDevice.
+func newLab(ctx context.Context, art *Artifacts, dir string, console io.Writer, hostServer bool,
 	newDevice func(ch *Channel, dir string, cfg DeviceConfig) (*Device, error)) (_ *Lab, err error) {
 	l := &Lab{Art: art, Dir: dir, Logf: func(string, ...any) {}, Timing: func(string, time.Duration) {}}
 	defer func() {
@@ -60,8 +60,12 @@ func newLab(ctx context.Context, art *Artifacts, dir string, console io.Writer,
 			return nil, err
 		}
 	}
-	if l.K3s, err = StartK3sServer(ctx, filepath.Join(dir, "k3s")); err != nil {
-		return nil, err
+	cfg := DeviceConfig{Channel: "stable", BootTries: 2, HealthDeadline: "3m"}
+	if hostServer {
+		if l.K3s, err = StartK3sServer(ctx, filepath.Join(dir, "k3s")); err != nil {
+			return nil, err
+		}
+		cfg.K3sServer, cfg.K3sToken = l.K3s.GuestURL(), l.K3s.Token
 	}
 	if l.Channel, err = NewChannel(art, filepath.Join(dir, "repo")); err != nil {
 		return nil, err
@@ -69,9 +73,8 @@ func newLab(ctx context.Context, art *Artifacts, dir string, console io.Writer,
 	if err := l.Channel.Publish(ctx, "stable", art.Versions[0]); err != nil {
 		return nil, err
 	}
-	l.Device, err = newDevice(l.Channel, filepath.Join(dir, "dev"), DeviceConfig{
-		ChannelURL: l.Channel.URL(), Channel: "stable", K3sServer: l.K3s.GuestURL(), K3sToken: l.K3s.Token,
-		BootTries: 2, HealthDeadline: "3m"})
+	cfg.ChannelURL = l.Channel.URL()
+	l.Device, err = newDevice(l.Channel, filepath.Join(dir, "dev"), cfg)
 	if err != nil {
 		return nil, err
 	}

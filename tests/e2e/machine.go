@@ -54,9 +54,28 @@ type MachineOptions struct {
 	// generator at once (under TCG getrandom would block cairn-init's DHCP
 	// client for minutes).
 	TFTP, BootFile string
+	// Forward makes guest TCP ports reachable on the host's loopback.
+	Forward []Forward
 	// Board selects the machine: nil or an amd64 board is the x86 machine
 	// above; an arm64 board runs on QEMU's virt machine (startVirt).
 	Board *boards.Board
+}
+
+// Forward is one guest TCP port reachable on the host at
+// 127.0.0.1:Host (QEMU user networking's hostfwd).
+type Forward struct{ Host, Guest int }
+
+// netdev is the user network's -netdev value: QEMU's DHCP, its TFTP of
+// o.TFTP offering o.BootFile when set, and the forwarded ports.
+func (o MachineOptions) netdev() string {
+	netdev := "user,id=net0"
+	if o.TFTP != "" {
+		netdev += ",tftp=" + o.TFTP + ",bootfile=" + o.BootFile
+	}
+	for _, f := range o.Forward {
+		netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", f.Host, f.Guest)
+	}
+	return netdev
 }
 
 // Machine is a running QEMU with its swtpm.
@@ -110,9 +129,8 @@ func Start(ctx context.Context, opts MachineOptions) (*Machine, error) {
 		m.stopSwtpm()
 		return nil, fmt.Errorf("swtpm socket %s: %w: %s", sock, err, tpmLog.String())
 	}
-	netdev, nic := "user,id=net0", "virtio-net-pci,netdev=net0,romfile="
+	nic := "virtio-net-pci,netdev=net0,romfile="
 	if opts.TFTP != "" {
-		netdev += ",tftp=" + opts.TFTP + ",bootfile=" + opts.BootFile
 		nic = "virtio-net-pci,netdev=net0,bootindex=2"
 	}
 	args := []string{"-accel", "tcg", "-M", "q35", "-m", fmt.Sprint(opts.Memory), "-smp", "1",
@@ -121,7 +139,7 @@ func Start(ctx context.Context, opts MachineOptions) (*Machine, error) {
 		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
 		"-drive", "if=none,id=disk,format=raw,cache=unsafe,file=" + opts.Disk,
 		"-device", "virtio-blk-pci,drive=disk,bootindex=1",
-		"-netdev", netdev, "-device", nic,
+		"-netdev", opts.netdev(), "-device", nic,
 		"-chardev", "socket,id=chrtpm,path=" + sock, "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
 		"-device", "tpm-tis,tpmdev=tpm0",
 		"-device", "virtio-rng-pci"}

@@ -33,7 +33,7 @@ func startVirt(opts MachineOptions) (*Machine, error) {
 	args := []string{"-accel", "tcg", "-M", "virt", "-cpu", "cortex-a57", "-m", fmt.Sprint(opts.Memory), "-smp", "1",
 		"-nographic", "-no-user-config", "-nodefaults", "-serial", "stdio",
 		"-bios", bios,
-		"-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0",
+		"-netdev", opts.netdev(), "-device", "virtio-net-device,netdev=net0",
 		"-device", "virtio-rng-device"}
 	// U-Boot and Linux number virtio-mmio disks from the last one given
 	// to QEMU, and U-Boot's distro boot looks only at virtio 0: the disk

@@ -83,7 +83,7 @@ func NewPXELab(ctx context.Context, art *Artifacts, dir string, console io.Write
 	if err := os.MkdirAll(tftp, 0o755); err != nil {
 		return nil, err
 	}
-	l, err := newLab(ctx, art, dir, console, func(ch *Channel, dir string, cfg DeviceConfig) (*Device, error) {
+	l, err := newLab(ctx, art, dir, console, true, func(ch *Channel, dir string, cfg DeviceConfig) (*Device, error) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}

@@ -22,21 +22,9 @@ import (
 // refuses to attest (unmeasured). systemd finishes the boot with no
 // failed unit.
 func (l *Lab) FirstBoot(ctx context.Context) (*Step, error) {
-	m, err := l.Device.PowerOn(ctx)
+	m, errs, err := l.powerOnFirstBoot(ctx)
 	if err != nil {
 		return nil, err
-	}
-	st, err := m.WaitStatus(ctx, 0, func(s *Status) bool { return s.Update != nil })
-	if err != nil {
-		return nil, err
-	}
-	l.Timing("power on to the agent answering", m.Uptime())
-	var errs []error
-	if st.Booted() != partitions.SlotA || !st.Slot(partitions.SlotA).OK {
-		errs = append(errs, fmt.Errorf("first boot: %s, want slot A booted and committed", st.Describe()))
-	}
-	if v := st.MeasuredVersion(); v != "1.0.0" {
-		errs = append(errs, fmt.Errorf("measured release %q, want 1.0.0: %s", v, st.Describe()))
 	}
 	node, err := l.K3s.WaitNode(ctx, func(n Node) bool { return n.Ready })
 	if err != nil {
@@ -58,6 +46,28 @@ func (l *Lab) FirstBoot(ctx context.Context) (*Step, error) {
 		errs = append(errs, err)
 	}
 	return &Step{Release: "1.0.0", Slot: "A", Result: "committed (first boot)", Took: m.Uptime()}, errors.Join(errs...)
+}
+
+// powerOnFirstBoot powers the device on for its first boot and waits for
+// the agent's first status; errs lists what that status broke of slot A
+// booted and committed with release 1.0.0.
+func (l *Lab) powerOnFirstBoot(ctx context.Context) (_ *Machine, errs []error, _ error) {
+	m, err := l.Device.PowerOn(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := m.WaitStatus(ctx, 0, func(s *Status) bool { return s.Update != nil })
+	if err != nil {
+		return nil, nil, err
+	}
+	l.Timing("power on to the agent answering", m.Uptime())
+	if st.Booted() != partitions.SlotA || !st.Slot(partitions.SlotA).OK {
+		errs = append(errs, fmt.Errorf("first boot: %s, want slot A booted and committed", st.Describe()))
+	}
+	if v := st.MeasuredVersion(); v != "1.0.0" {
+		errs = append(errs, fmt.Errorf("measured release %q, want 1.0.0: %s", v, st.Describe()))
+	}
+	return m, errs, nil
 }
 
 // firstBootConsole checks what the bootloader and cairn-init printed on
