@@ -11,8 +11,8 @@ import (
 // emulated devices in two lanes, so that both of CI's cores are busy from
 // the start and the longest lane sets the time. The x86 chain, by far the
 // longest, has a lane to itself from the start; PXE, arm64 and the device
-// with its own k3s server take turns in the other lane. go test's -parallel (GOMAXPROCS by default) caps the
-// lanes running at once.
+// with its own k3s server take turns in the other lane. go test's
+// -parallel (GOMAXPROCS by default) caps the lanes running at once.
 func TestEmulatedDevices(t *testing.T) {
 	t.Run("x86_chain", func(t *testing.T) {
 		t.Parallel()
@@ -72,7 +72,7 @@ func startLab(t *testing.T, what string, opts BuildOptions,
 	lab.Logf, lab.Timing = t.Logf, func(step string, d time.Duration) { tm.add("  "+step, d) }
 	t.Cleanup(func() {
 		if t.Failed() && lab.Device.Machine != nil {
-			t.Logf("console:\n%s", lab.Device.Machine.Console().Tail(12000))
+			t.Logf("console:\n%s", lab.Device.Machine.Console().Excerpt(10000, 12000))
 		}
 		lab.Close()
 	})

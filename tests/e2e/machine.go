@@ -267,13 +267,15 @@ func (c *Console) Len() int {
 	return c.buf.Len()
 }
 
-// Tail is the last n bytes of the console, for failure messages.
-func (c *Console) Tail(n int) string {
+// Excerpt is the first head and the last tail bytes of the console, for
+// failure messages: the boot (firmware, kernel, cairn-init) and how it
+// ended.
+func (c *Console) Excerpt(head, tail int) string {
 	s := c.String()
-	if len(s) <= n {
+	if len(s) <= head+tail {
 		return s
 	}
-	return "...\n" + s[len(s)-n:]
+	return s[:head] + "\n...\n" + s[len(s)-tail:]
 }
 
 func waitForFile(ctx context.Context, path string, timeout time.Duration) error {
