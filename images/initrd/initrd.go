@@ -82,11 +82,15 @@ func Run(ctx context.Context, c Config) error {
 	case mode != "":
 		return fmt.Errorf("%w: %s=%s: the mode is diskless (or cairn.install=DISK)", ErrCmdline, ParamPXE, mode)
 	}
-	return runSlot(ctx, c)
+	return runSlot(ctx, c, params)
 }
 
-// runSlot boots the slot partition the bootloader chose.
-func runSlot(ctx context.Context, c Config) error {
+// runSlot boots the slot partition the bootloader chose, under a watchdog
+// (cairn.watchdog=) that systemd takes over: a boot that hangs, on a read
+// that never returns or anything else, resets the device instead of
+// waiting for someone to pull its power, and the bootloader counts the try.
+func runSlot(ctx context.Context, c Config, params map[string]string) error {
+	wd := armBootWatchdog(WatchdogDevice, params, c.logf)
 	slot, err := partitions.CmdlineSlot("/")
 	if err != nil {
 		return err
@@ -116,6 +120,11 @@ func runSlot(ctx context.Context, c Config) error {
 		return fmt.Errorf("state %s: %w", state, err)
 	}
 	c.logf("root %s read-only, state %s on /var; starting %s", root, state, Init)
+	if wd != nil {
+		if err := wd.HandOver(); err != nil {
+			c.logf("watchdog: %v", err)
+		}
+	}
 	return mount.SwitchRoot(Sysroot, Init)
 }
 
