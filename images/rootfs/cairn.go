@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cairn-edge/cairn/boards"
 	"github.com/cairn-edge/cairn/images/initrd"
@@ -45,7 +46,9 @@ const (
 	BoardPath      = "etc/cairn/board"
 	AgentUnitPath  = "etc/systemd/system/" + systemd.AgentUnitName
 	KernelPath     = "boot/vmlinuz"
-	InitrdPath     = "boot/initrd"
+	// WatchdogConfPath is systemd's drop-in with RuntimeWatchdog.
+	WatchdogConfPath = "etc/systemd/system.conf.d/cairn-watchdog.conf"
+	InitrdPath       = "boot/initrd"
 )
 
 // reportUnit prints the agent's view of the boot on the console once the
@@ -93,6 +96,7 @@ func Install(root string, c Cairn) error {
 		"etc/systemd/system/cairn-ssh-keygen.service":  []byte(sshKeygenUnit),
 		"etc/ssh/sshd_config.d/cairn.conf":             []byte(sshdConfig()),
 		"etc/fstab":                                    []byte(fstab(b)),
+		WatchdogConfPath:                               []byte(watchdogConf()),
 		BoardPath:                                      []byte(b.Name + "\n"),
 	}
 	if c.TUFRoot != nil {
@@ -253,7 +257,7 @@ func installKernel(root string, c Cairn) error {
 		}
 	}
 	modules := slices.Clone(c.Board.InitrdModules)
-	for _, m := range append(slices.Clone(SlotModules), NetbootModules...) {
+	for _, m := range slices.Concat(SlotModules, NetbootModules, WatchdogModules) {
 		if _, err := kmod.ResolveModules(mods[0], []string{m}); err == nil {
 			modules = append(modules, m)
 		}
@@ -274,6 +278,30 @@ var SlotModules = []string{"crc32c_generic", "ext4"}
 // same initramfs can boot from the network (docs/images.md, "PXE"): loop
 // devices for a slot image in RAM and the common wired NICs.
 var NetbootModules = []string{"loop", "virtio_net", "e1000e", "igb", "r8169"}
+
+// WatchdogModules go into every initramfs whose kernel has them, after the
+// board's own: the kernel's software watchdog, which becomes
+// /dev/watchdog0, the one cairn-init arms, only on a board whose
+// initrd_modules name no hardware watchdog driver.
+var WatchdogModules = []string{"softdog"}
+
+// RuntimeWatchdog is how often systemd must ping the watchdog cairn-init
+// armed once it has taken it over; RebootWatchdog bounds a reboot or
+// shutdown. A hung PID 1, or a kernel that stops scheduling it, resets the
+// device.
+const (
+	RuntimeWatchdog = 2 * time.Minute
+	RebootWatchdog  = 10 * time.Minute
+)
+
+// watchdogConf is systemd's drop-in that takes over the watchdog.
+func watchdogConf() string {
+	return fmt.Sprintf(`# Cairn: systemd pings the watchdog cairn-init armed (docs/images.md).
+[Manager]
+RuntimeWatchdogSec=%d
+RebootWatchdogSec=%d
+`, int(RuntimeWatchdog/time.Second), int(RebootWatchdog/time.Second))
+}
 
 func writeFile(path string, data []byte, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
