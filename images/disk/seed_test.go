@@ -30,13 +30,8 @@ func TestImageCarriesItsSeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var seed *partitions.PartitionInfo
-	for i := range parts {
-		if parts[i].Label == partitions.LabelCIData {
-			seed = &parts[i]
-		}
-	}
-	if seed == nil {
+	seed, ok := (&partitions.Plan{Partitions: parts}).Partition(partitions.LabelCIData)
+	if !ok {
 		t.Fatalf("no %s partition in %+v", partitions.LabelCIData, parts)
 	}
 	vol := filepath.Join(dir, "cidata.img")
