@@ -4,8 +4,6 @@ package kmod
 
 import (
 	"bufio"
-	"bytes"
-	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
@@ -89,21 +87,33 @@ func moduleName(s string) string { return strings.ReplaceAll(s, "-", "_") }
 
 var moduleExts = []string{".ko", ".ko.xz", ".ko.zst"}
 
+// moduleDirs are the subdirectories of a modules directory that hold
+// module files, in rising priority: as depmod's default search order has
+// it, a module in updates/ (where out-of-tree modules go) wins over the
+// kernel package's own of the same name.
+var moduleDirs = []string{"kernel", "extra", "updates"}
+
 func moduleFiles(modDir string) (map[string]string, error) {
 	files := map[string]string{}
-	err := filepath.WalkDir(filepath.Join(modDir, "kernel"), func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		for _, ext := range moduleExts {
-			if base, ok := strings.CutSuffix(d.Name(), ext); ok {
-				files[moduleName(base)] = path
+	for _, sub := range moduleDirs {
+		top := filepath.Join(modDir, sub)
+		err := filepath.WalkDir(top, func(path string, d fs.DirEntry, err error) error {
+			if err != nil && path == top && sub != "kernel" && errors.Is(err, fs.ErrNotExist) {
+				return fs.SkipDir
 			}
+			if err != nil || d.IsDir() {
+				return err
+			}
+			for _, ext := range moduleExts {
+				if base, ok := strings.CutSuffix(d.Name(), ext); ok {
+					files[moduleName(base)] = path
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("kernel modules %s: %w", modDir, err)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("kernel modules %s: %w", modDir, err)
 	}
 	return files, nil
 }
@@ -158,28 +168,11 @@ func readModule(path string) ([]byte, error) {
 	return data, nil
 }
 
-// moduleDepends reads the depends= entry of the module's .modinfo section,
-// which holds NUL-terminated key=value strings.
+// moduleDepends reads the depends= entry of the module's .modinfo section.
 func moduleDepends(path string, data []byte) ([]string, error) {
-	ef, err := elf.NewFile(bytes.NewReader(data))
+	info, err := ReadInfo(path, data)
 	if err != nil {
-		return nil, fmt.Errorf("kernel module %s: %w", path, err)
+		return nil, err
 	}
-	sec := ef.Section(".modinfo")
-	if sec == nil {
-		return nil, fmt.Errorf("kernel module %s: no .modinfo section", path)
-	}
-	info, err := sec.Data()
-	if err != nil {
-		return nil, fmt.Errorf("kernel module %s: .modinfo: %w", path, err)
-	}
-	for _, kv := range bytes.Split(info, []byte{0}) {
-		if deps, ok := bytes.CutPrefix(kv, []byte("depends=")); ok {
-			if len(deps) == 0 {
-				return nil, nil
-			}
-			return strings.Split(string(deps), ","), nil
-		}
-	}
-	return nil, nil
+	return info.Depends, nil
 }
