@@ -42,20 +42,22 @@ func readOptional(path string) ([]byte, error) {
 
 func newImageRootfsCmd(opts *cli.Options) *cobra.Command {
 	var board, agent, init, pub, tufRoot, k3s, out, cache string
+	var modules []string
 	var epoch int64
 	cmd := &cobra.Command{
 		Use:   "rootfs",
 		Short: "Build a board's root tree: Debian (mmdebstrap, as root), cairn-agent, its units and the cairn-init initramfs",
 		Long: "Build a board's root tree for `cairn slot build --root`: a minimal Debian bookworm from the\n" +
 			"mirror apt uses (cached by its inputs), cairn-agent, the trusted TUF root, and /boot/vmlinuz\n" +
-			"and /boot/initrd with cairn-init as /init.",
+			"and /boot/initrd with cairn-init as /init. --module adds an out-of-tree kernel module built\n" +
+			"for the root's kernel (checked before anything is written) under lib/modules/RELEASE/updates.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			b, err := boards.Load(board)
 			if err != nil {
 				return err
 			}
-			c := rootfs.Cairn{Board: b}
+			c := rootfs.Cairn{Board: b, Modules: modules}
 			for _, f := range []struct {
 				flag, path string
 				dst        *[]byte
@@ -94,6 +96,8 @@ func newImageRootfsCmd(opts *cli.Options) *cobra.Command {
 				return fmt.Errorf("copy %s to %s: %w: %s", base, out, err, msg)
 			}
 			if err := rootfs.Install(out, c); err != nil {
+				// out did not exist before: leave no half-made tree behind.
+				os.RemoveAll(out)
 				return err
 			}
 			logf("root tree for %s in %s", b.Name, out)
@@ -107,6 +111,7 @@ func newImageRootfsCmd(opts *cli.Options) *cobra.Command {
 	f.StringVar(&pub, "release-public-key", "", "release public key (PEM) the initramfs checks slot footers with")
 	f.StringVar(&tufRoot, "tuf-root", "", "trusted root.json of the update channel")
 	f.StringVar(&k3s, "k3s", "", "k3s binary to install as /usr/local/bin/k3s")
+	f.StringArrayVar(&modules, "module", nil, "out-of-tree kernel module (.ko) for the board's kernel; repeatable")
 	f.StringVar(&out, "out", "", "directory to create")
 	f.StringVar(&cache, "cache", "", "where Debian roots are cached (default: the user cache directory)")
 	f.Int64Var(&epoch, "source-date-epoch", sourceDateEpoch(), "timestamps of the Debian root (default $SOURCE_DATE_EPOCH)")

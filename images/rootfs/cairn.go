@@ -31,6 +31,10 @@ type Cairn struct {
 	TUFRoot []byte
 	// K3s is a k3s binary (or its test stand-in); optional.
 	K3s []byte
+	// Modules are paths of out-of-tree kernel modules (.ko) built for the
+	// root's kernel: they go to lib/modules/<release>/updates, and into the
+	// initramfs when the board's initrd_modules or TPMModules name them.
+	Modules []string
 }
 
 // Paths in the root filesystem.
@@ -85,9 +89,14 @@ WantedBy=multi-user.target
 
 // Install adds Cairn to the Debian root at root: binaries, units, keys,
 // the boot env config, fstab, the /etc entries kept on /var, the kernel as
-// /boot/vmlinuz and the initramfs as /boot/initrd.
+// /boot/vmlinuz and the initramfs as /boot/initrd. Out-of-tree modules
+// are checked against the root's kernel before anything is written.
 func Install(root string, c Cairn) error {
 	b := c.Board
+	extra, err := checkModules(root, b.Arch, c.Modules)
+	if err != nil {
+		return err
+	}
 	files := map[string][]byte{
 		AgentPath:      c.Agent,
 		ReleaseKeyPath: c.ReleaseKeyPEM,
@@ -141,6 +150,9 @@ func Install(root string, c Cairn) error {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			return err
 		}
+	}
+	if err := installModules(root, extra); err != nil {
+		return err
 	}
 	return installKernel(root, c)
 }
@@ -257,7 +269,7 @@ func installKernel(root string, c Cairn) error {
 		}
 	}
 	modules := slices.Clone(c.Board.InitrdModules)
-	for _, m := range slices.Concat(SlotModules, NetbootModules, WatchdogModules) {
+	for _, m := range slices.Concat(SlotModules, NetbootModules, WatchdogModules, TPMModules) {
 		if _, err := kmod.ResolveModules(mods[0], []string{m}); err == nil {
 			modules = append(modules, m)
 		}
