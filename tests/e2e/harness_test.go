@@ -90,15 +90,21 @@ func TestReporterLinesAfterLoginPrompt(t *testing.T) {
 	}
 }
 
-// TestBootFinishedNamesFailedUnits reads the reporter's line about
-// systemd's state: running with none failed passes, anything else names
-// the state and the units.
+// TestBootFinishedNamesFailedUnits reads the reporter's lines about
+// systemd's state and the watchdog: running with none failed, and the
+// watchdog active with systemd's timeout, passes; anything else names the
+// state and the units, or the watchdog's state and timeout.
 func TestBootFinishedNamesFailedUnits(t *testing.T) {
+	const wd = "cairn-e2e watchdog active 120 Software Watchdog\n"
 	for _, c := range []struct{ console, wantErr string }{
-		{"cairn-e2e login: cairn-e2e units running failed:\n", ""},
-		{"cairn-e2e units degraded failed: systemd-remount-fs.service dev-disk-by\\x2dlabel-X.device\n",
+		{wd + "cairn-e2e login: cairn-e2e units running failed:\n", ""},
+		{wd + "cairn-e2e units degraded failed: systemd-remount-fs.service dev-disk-by\\x2dlabel-X.device\n",
 			"systemd is degraded with failed units [systemd-remount-fs.service dev-disk-by\\x2dlabel-X.device]"},
-		{"cairn-e2e units stopping failed:\n", "systemd is stopping"},
+		{wd + "cairn-e2e units stopping failed:\n", "systemd is stopping"},
+		{"cairn-e2e watchdog active 300 Software Watchdog\ncairn-e2e units running failed:\n",
+			"watchdog0 (Software Watchdog) is active with a timeout of 300s, want active with systemd's 120s"},
+		{"cairn-e2e watchdog cat: /sys/class/watchdog/watchdog0/state: No such file or directory\ncairn-e2e units running failed:\n",
+			"watchdog0"},
 	} {
 		m := &Machine{console: &Console{}, exited: make(chan struct{})}
 		m.console.Write([]byte("[  1.0] booting\n" + c.console))

@@ -193,6 +193,8 @@ while :; do
 		case "$state" in
 		initializing | starting) ;;
 		*)
+			wd=/sys/class/watchdog/watchdog0
+			echo "cairn-e2e watchdog $(cat $wd/state $wd/timeout 2>&1 | tr '\n' ' ')$(cat $wd/identity 2>&1)"
 			echo "cairn-e2e units $state failed:$(systemctl --failed --plain --no-legend --no-pager | awk '{printf " %s", $1}')"
 			units_told=1
 			;;

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -137,10 +138,18 @@ func (l *Lab) UpdateCommits(ctx context.Context) (*Step, error) {
 	if err := l.verifyAttestation(ctx, m, from, "1.1.0", partitions.SlotB); err != nil {
 		errs = append(errs, err)
 	}
-	if err := m.WaitBootFinished(ctx, from); err != nil {
+	// systemd's lines of the boot of 1.1.0, not of the boot that installed it.
+	if _, booted, err := m.WaitFor(ctx, from, slotBootLine(partitions.SlotB)); err != nil {
+		errs = append(errs, err)
+	} else if err := m.WaitBootFinished(ctx, booted); err != nil {
 		errs = append(errs, err)
 	}
 	return &Step{Release: "1.1.0", Slot: "B", Result: "committed", Took: took}, errors.Join(errs...)
+}
+
+// slotBootLine is cairn-init's first line about the slot it boots.
+func slotBootLine(slot partitions.Slot) *regexp.Regexp {
+	return regexp.MustCompile(`cairn-init: slot ` + regexp.QuoteMeta(string(slot)) + ` is /dev/`)
 }
 
 // BadRelease is the release whose node never becomes Ready, in every

@@ -10,9 +10,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/cairn-edge/cairn/agent/api"
 	"github.com/cairn-edge/cairn/agent/update"
+	"github.com/cairn-edge/cairn/images/rootfs"
 	"github.com/cairn-edge/cairn/partitions"
 )
 
@@ -29,11 +31,14 @@ var (
 	statusLine = regexp.MustCompile(`(?m)\bcairn-e2e status ([A-Za-z0-9+/=]+)$`)
 	attestLine = regexp.MustCompile(`(?m)\bcairn-e2e attest ([0-9a-f]{64}) ([A-Za-z0-9+/=]+)$`)
 	unitsLine  = regexp.MustCompile(`(?m)\bcairn-e2e units (\S+) failed:((?: \S+)*)$`)
+	// watchdogLine is /dev/watchdog0's state, timeout and identity.
+	watchdogLine = regexp.MustCompile(`(?m)\bcairn-e2e watchdog (\S+) (\S+) (.*)$`)
 )
 
-// WaitBootFinished waits for the reporter's line, printed once per boot
+// WaitBootFinished waits for the reporter's lines, printed once per boot
 // after from when systemd has finished starting, and fails unless systemd
-// says the system is running with no failed unit.
+// says the system is running with no failed unit and has taken over the
+// watchdog cairn-init armed (its timeout is systemd's, not cairn-init's).
 func (m *Machine) WaitBootFinished(ctx context.Context, from int) error {
 	sub, _, err := m.WaitFor(ctx, from, unitsLine)
 	if err != nil {
@@ -41,6 +46,14 @@ func (m *Machine) WaitBootFinished(ctx context.Context, from int) error {
 	}
 	if state, failed := sub[1], strings.Fields(sub[2]); state != "running" || len(failed) > 0 {
 		return fmt.Errorf("systemd is %s with failed units %v, want running with none", state, failed)
+	}
+	wd, _, err := m.WaitFor(ctx, from, watchdogLine)
+	if err != nil {
+		return fmt.Errorf("no watchdog line: %w", err)
+	}
+	want := fmt.Sprint(int(rootfs.RuntimeWatchdog / time.Second))
+	if wd[1] != "active" || wd[2] != want {
+		return fmt.Errorf("watchdog0 (%s) is %s with a timeout of %ss, want active with systemd's %ss", wd[3], wd[1], wd[2], want)
 	}
 	return nil
 }
