@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -211,6 +212,10 @@ func (s *serverState) startAPIServer(stderr io.Writer) (*exec.Cmd, error) {
 		args = append(args, "--"+strings.TrimLeft(a, "-"))
 	}
 	cmd := exec.Command(bin, args...)
+	// Under k3s's Type=notify unit systemd takes READY=1 only from the
+	// main process, the stand-in, which sends it once this server answers;
+	// kube-apiserver would send one of its own, which systemd rejects.
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, "NOTIFY_SOCKET=") })
 	logFile, err := os.OpenFile(filepath.Join(s.cfg.dataDir, "server", "standin-kube-apiserver.log"),
 		os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cairn-edge/cairn/tests/k3s-standin/k3stest"
 )
@@ -79,4 +83,65 @@ func TestVersionAndUnknownFlags(t *testing.T) {
 	if err == nil || !strings.Contains(out, "frobnicate") {
 		t.Fatalf("unknown flag: %v %q", err, out)
 	}
+}
+
+// TestOnlyTheServerNotifiesSystemd listens on a NOTIFY_SOCKET as systemd
+// does for k3s's Type=notify unit, with the sender's credentials: READY=1
+// must come from the server's own process, and nothing from its children
+// (systemd rejects those: "reception only permitted for main PID").
+func TestOnlyTheServerNotifiesSystemd(t *testing.T) {
+	needK3s(t)
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1) }); err != nil || serr != nil {
+		t.Fatal(err, serr)
+	}
+	t.Setenv("NOTIFY_SOCKET", sock)
+	s := k3stest.StartServer(t, "notify")
+	ready := false
+	// After the server's READY=1, a little longer for a late one.
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if err := conn.SetReadDeadline(deadline); err != nil {
+			t.Fatal(err)
+		}
+		buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(unix.SizeofUcred))
+		n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+		if err != nil {
+			if ready {
+				break
+			}
+			t.Fatalf("no READY=1 from the server (pid %d): %v", s.PID(), err)
+		}
+		pid := senderPID(t, oob[:oobn])
+		msg := strings.TrimSpace(string(buf[:n]))
+		if pid != s.PID() {
+			t.Errorf("notification %q from pid %d, not the server's %d", msg, pid, s.PID())
+		}
+		if strings.Contains(msg, "READY=1") && pid == s.PID() && !ready {
+			ready, deadline = true, time.Now().Add(3*time.Second)
+		}
+	}
+}
+
+func senderPID(t *testing.T, oob []byte) int {
+	t.Helper()
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("control messages %v: %v", msgs, err)
+	}
+	cred, err := unix.ParseUnixCredentials(&msgs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(cred.Pid)
 }

@@ -160,6 +160,9 @@ func (n *Node) start(t testing.TB, dir string, args []string, waitFor string) {
 	}
 }
 
+// PID is the process ID of k3s (or its stand-in).
+func (n *Node) PID() int { return n.cmd.Process.Pid }
+
 // Stop terminates k3s and waits for it.
 func (n *Node) Stop() {
 	if n.cmd == nil || n.cmd.Process == nil {
