@@ -82,7 +82,7 @@ func imageRoot(t *testing.T) (string, *fakeSys) {
 	if err := os.Symlink("/var/lib/cairn/etc/hostname", filepath.Join(root, "etc/hostname")); err != nil {
 		t.Fatal(err)
 	}
-	k := debianKernel(t)
+	k := vmtest.TestKernel(t)
 	if err := os.MkdirAll(filepath.Join(root, "lib/modules"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -90,22 +90,6 @@ func imageRoot(t *testing.T) (string, *fakeSys) {
 		t.Fatal(err)
 	}
 	return root, newFakeSys(k.Release)
-}
-
-func debianKernel(t *testing.T) *vmtest.Kernel {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("needs a Debian kernel package for its modules; skipped under -short")
-	}
-	cache, err := vmtest.CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := vmtest.DebianKernel(context.Background(), cache)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
 }
 
 func needRoot(t *testing.T) {

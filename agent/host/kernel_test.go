@@ -19,7 +19,7 @@ func TestModulesLoadIntoARealKernel(t *testing.T) {
 		loadModulesInGuest(t)
 		return
 	}
-	k := debianKernel(t)
+	k := vmtest.TestKernel(t)
 	dst := "/lib/modules/" + k.Release
 	files := map[string]string{dst + "/modules.builtin": filepath.Join(k.Modules, "modules.builtin")}
 	for _, dir := range []string{"kernel/net/8021q", "kernel/net/802", "kernel/net/llc", "kernel/drivers/net"} {

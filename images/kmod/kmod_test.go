@@ -1,7 +1,6 @@
 package kmod_test
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -11,17 +10,7 @@ import (
 )
 
 func TestResolveModulesPutsDependenciesFirst(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fetches a Debian kernel package; skipped under -short")
-	}
-	cache, err := vmtest.CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := vmtest.DebianKernel(context.Background(), cache)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := vmtest.TestKernel(t)
 	mods, err := kmod.ResolveModules(k.Modules, []string{"8021q", "bonding", "veth"})
 	if err != nil {
 		t.Fatal(err)

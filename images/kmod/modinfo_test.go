@@ -2,7 +2,6 @@ package kmod_test
 
 import (
 	"bytes"
-	"context"
 	"debug/elf"
 	"errors"
 	"os"
@@ -14,25 +13,8 @@ import (
 	"github.com/cairn-edge/cairn/tests/vmtest"
 )
 
-// debianKernel is the Debian amd64 kernel vmtest fetches, with its modules.
-func debianKernel(t *testing.T) *vmtest.Kernel {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("fetches a Debian kernel package; skipped under -short")
-	}
-	cache, err := vmtest.CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := vmtest.DebianKernel(context.Background(), cache)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 func TestCheckTakesOnlyModulesOfTheKernelsReleaseAndArchitecture(t *testing.T) {
-	k := debianKernel(t)
+	k := vmtest.TestKernel(t)
 	file := filepath.Join(k.Modules, "kernel/drivers/net/veth.ko")
 	data, err := os.ReadFile(file)
 	if err != nil {
@@ -72,7 +54,7 @@ func TestCheckTakesOnlyModulesOfTheKernelsReleaseAndArchitecture(t *testing.T) {
 }
 
 func TestResolveModulesPrefersUpdatesOverTheKernelPackage(t *testing.T) {
-	k := debianKernel(t)
+	k := vmtest.TestKernel(t)
 	veth, err := os.ReadFile(filepath.Join(k.Modules, "kernel/drivers/net/veth.ko"))
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package rootfs_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"os"
@@ -33,14 +32,7 @@ func vendorRoot(t *testing.T) (root, release, vethFile string) {
 			t.Fatal("depmod not installed (Debian package kmod, scripts/install-deps.sh)")
 		}
 	}
-	cache, err := vmtest.CacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := vmtest.DebianKernel(context.Background(), cache)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := vmtest.TestKernel(t)
 	root = t.TempDir()
 	mods := filepath.Join(root, "lib/modules", k.Release)
 	files := map[string]string{

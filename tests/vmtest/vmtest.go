@@ -151,3 +151,22 @@ func Boot(ctx context.Context, g Guest, cacheDir, workDir string, logf func(stri
 	}
 	return res, nil
 }
+
+// TestKernel is the Debian kernel Boot uses, with its modules, for tests
+// that read kernel modules on the host. Under -short it skips, since it
+// fetches a kernel package; otherwise a kernel it cannot get fails t.
+func TestKernel(t testing.TB) *Kernel {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("fetches a Debian kernel package; skipped under -short")
+	}
+	cache, err := CacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := DebianKernel(context.Background(), cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
