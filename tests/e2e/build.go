@@ -102,8 +102,12 @@ func Build(ctx context.Context, opts BuildOptions) (*Artifacts, error) {
 			return nil, err
 		}
 	}
+	modules, err := boardModules(ctx, b, logf)
+	if err != nil {
+		return nil, err
+	}
 	logf("binaries built in %v", time.Since(start).Round(time.Millisecond))
-	key, err := cacheKey(bins, apiserver, b, opts.Releases)
+	key, err := cacheKey(bins, append(modules, apiserver), b, opts.Releases)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +142,7 @@ func Build(ctx context.Context, opts BuildOptions) (*Artifacts, error) {
 		return nil, err
 	}
 	bb := &builder{ctx: ctx, cairn: filepath.Join(bins, "cairn"), board: b, work: work, logf: logf,
-		apiserver: apiserver, pxe: a.PXE != ""}
+		apiserver: apiserver, modules: modules, pxe: a.PXE != ""}
 	if err := bb.build(bins, opts.Releases); err != nil {
 		return nil, fmt.Errorf("e2e build %s: %w", dir, err)
 	}
@@ -198,7 +202,9 @@ func buildBinaries(ctx context.Context, src, out, arch string) error {
 	return nil
 }
 
-func cacheKey(bins, apiserver string, b *boards.Board, releases []Release) (string, error) {
+// cacheKey hashes what the artifacts are built from; extra are files that
+// go into the root besides the binaries ("" for none).
+func cacheKey(bins string, extra []string, b *boards.Board, releases []Release) (string, error) {
 	h := sha256.New()
 	deb, err := rootfs.ForBoard(b, "/etc/apt", Epoch)
 	if err != nil {
@@ -215,8 +221,10 @@ func cacheKey(bins, apiserver string, b *boards.Board, releases []Release) (stri
 	for _, name := range []string{"cairn", "cairn-agent", "cairn-init", "k3s"} {
 		files = append(files, filepath.Join(bins, name))
 	}
-	if apiserver != "" {
-		files = append(files, apiserver)
+	for _, path := range extra {
+		if path != "" {
+			files = append(files, path)
+		}
 	}
 	for _, path := range files {
 		f, err := os.Open(path)
@@ -242,7 +250,9 @@ type builder struct {
 	logf  func(string, ...any)
 	// apiserver, when set, goes into the root next to the stand-in.
 	apiserver string
-	pxe       bool // build the PXE bundle
+	// modules are out-of-tree kernel modules for the root (boardModules).
+	modules []string
+	pxe     bool // build the PXE bundle
 }
 
 func (b *builder) build(bins string, releases []Release) error {
@@ -257,12 +267,16 @@ func (b *builder) build(bins string, releases []Release) error {
 		return err
 	}
 	start := time.Now()
-	_, err := b.run("image", "rootfs", "--board", b.board.Name,
+	args := []string{"image", "rootfs", "--board", b.board.Name,
 		"--agent", filepath.Join(bins, "cairn-agent"), "--init", filepath.Join(bins, "cairn-init"),
 		"--k3s", filepath.Join(bins, "k3s"),
 		"--release-public-key", filepath.Join(repo, "release-key.pub"),
 		"--tuf-root", filepath.Join(repo, "repository", "root.json"),
-		"--source-date-epoch", fmt.Sprint(Epoch), "--out", root)
+		"--source-date-epoch", fmt.Sprint(Epoch), "--out", root}
+	for _, m := range b.modules {
+		args = append(args, "--module", m)
+	}
+	_, err := b.run(args...)
 	if err != nil {
 		return err
 	}

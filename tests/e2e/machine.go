@@ -98,9 +98,9 @@ func Start(ctx context.Context, opts MachineOptions) (*Machine, error) {
 		opts.Memory = 1024
 	}
 	if opts.Board != nil && opts.Board.Arch == "arm64" {
-		return startVirt(opts)
+		return startVirt(ctx, opts)
 	}
-	if err := os.MkdirAll(filepath.Join(opts.Dir, "tpm"), 0o700); err != nil {
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, err
 	}
 	vars := filepath.Join(opts.Dir, "OVMF_VARS.fd")
@@ -114,20 +114,9 @@ func Start(ctx context.Context, opts MachineOptions) (*Machine, error) {
 		}
 	}
 	m := &Machine{opts: opts, console: &Console{tee: opts.Console}, exited: make(chan struct{})}
-	sock := filepath.Join(opts.Dir, "tpm", "s")
-	_ = os.Remove(sock)
-	m.swtpm = exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir=.",
-		"--ctrl", "type=unixio,path=s", "--flags", "startup-clear")
-	m.swtpm.Dir = filepath.Join(opts.Dir, "tpm")
-	m.swtpm.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	var tpmLog bytes.Buffer
-	m.swtpm.Stdout, m.swtpm.Stderr = &tpmLog, &tpmLog
-	if err := m.swtpm.Start(); err != nil {
-		return nil, fmt.Errorf("start swtpm: %w", err)
-	}
-	if err := waitForFile(ctx, sock, 10*time.Second); err != nil {
-		m.stopSwtpm()
-		return nil, fmt.Errorf("swtpm socket %s: %w: %s", sock, err, tpmLog.String())
+	tpm, err := m.startSwtpm(ctx, "tpm-tis")
+	if err != nil {
+		return nil, err
 	}
 	nic := "virtio-net-pci,netdev=net0,romfile="
 	if opts.TFTP != "" {
@@ -140,9 +129,8 @@ func Start(ctx context.Context, opts MachineOptions) (*Machine, error) {
 		"-drive", "if=none,id=disk,format=raw,cache=unsafe,file=" + opts.Disk,
 		"-device", "virtio-blk-pci,drive=disk,bootindex=1",
 		"-netdev", opts.netdev(), "-device", nic,
-		"-chardev", "socket,id=chrtpm,path=" + sock, "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
-		"-device", "tpm-tis,tpmdev=tpm0",
 		"-device", "virtio-rng-pci"}
+	args = append(args, tpm...)
 	if opts.TFTP != "" {
 		args = append(args, "-cpu", "max")
 	}
@@ -192,9 +180,32 @@ func (m *Machine) Kill() {
 // Exited is closed once QEMU has stopped.
 func (m *Machine) Exited() <-chan struct{} { return m.exited }
 
-// HasTPM reports whether the machine has a TPM (swtpm): the x86 machine
-// does, the arm64 one cannot (docs/e2e.md, scenario 8).
-func (m *Machine) HasTPM() bool { return m.swtpm != nil }
+// startSwtpm starts the machine's TPM, swtpm with its state in Dir/tpm,
+// and returns QEMU's arguments for it as the device model device
+// (tpm-tis on q35, tpm-tis-device on virt).
+func (m *Machine) startSwtpm(ctx context.Context, device string) ([]string, error) {
+	dir := filepath.Join(m.opts.Dir, "tpm")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(dir, "s")
+	_ = os.Remove(sock)
+	m.swtpm = exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir=.",
+		"--ctrl", "type=unixio,path=s", "--flags", "startup-clear")
+	m.swtpm.Dir = dir
+	m.swtpm.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var tpmLog bytes.Buffer
+	m.swtpm.Stdout, m.swtpm.Stderr = &tpmLog, &tpmLog
+	if err := m.swtpm.Start(); err != nil {
+		return nil, fmt.Errorf("start swtpm: %w", err)
+	}
+	if err := waitForFile(ctx, sock, 10*time.Second); err != nil {
+		m.stopSwtpm()
+		return nil, fmt.Errorf("swtpm socket %s: %w: %s", sock, err, tpmLog.String())
+	}
+	return []string{"-chardev", "socket,id=chrtpm,path=" + sock, "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
+		"-device", device + ",tpmdev=tpm0"}, nil
+}
 
 func (m *Machine) stopSwtpm() {
 	if m.swtpm != nil && m.swtpm.Process != nil {

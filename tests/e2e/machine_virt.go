@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -15,11 +16,11 @@ var ErrNoNetworkBoot = errors.New("no network boot on this machine")
 // runs boot.scr from the disk's CAIRN_BOOT). Disks, network card and
 // random number generator are virtio-mmio devices, the transports U-Boot
 // and the board's initramfs (virtio_mmio) both have; the network is
-// QEMU's user network, as on x86 (the host is 10.0.2.2). There is no
-// TPM: QEMU's virt machine offers only the TIS device, which Debian's
-// arm64 kernel does not drive (docs/e2e.md, scenario 8), so no swtpm
-// runs.
-func startVirt(opts MachineOptions) (*Machine, error) {
+// QEMU's user network, as on x86 (the host is 10.0.2.2). The TPM is
+// swtpm behind QEMU's tpm-tis-device, the only TPM the virt machine has,
+// which the device drives with the tpm_tis.ko its root carries
+// (boardModules; docs/e2e.md, "The arm64 device's TPM").
+func startVirt(ctx context.Context, opts MachineOptions) (*Machine, error) {
 	bios := opts.Board.MachineFirmware()
 	switch {
 	case bios == "":
@@ -30,11 +31,17 @@ func startVirt(opts MachineOptions) (*Machine, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, err
 	}
+	m := &Machine{opts: opts, console: &Console{tee: opts.Console}, exited: make(chan struct{})}
+	tpm, err := m.startSwtpm(ctx, "tpm-tis-device")
+	if err != nil {
+		return nil, err
+	}
 	args := []string{"-accel", "tcg", "-M", "virt", "-cpu", "cortex-a57", "-m", fmt.Sprint(opts.Memory), "-smp", "1",
 		"-nographic", "-no-user-config", "-nodefaults", "-serial", "stdio",
 		"-bios", bios,
 		"-netdev", opts.netdev(), "-device", "virtio-net-device,netdev=net0",
 		"-device", "virtio-rng-device"}
+	args = append(args, tpm...)
 	// U-Boot and Linux number virtio-mmio disks from the last one given
 	// to QEMU, and U-Boot's distro boot looks only at virtio 0: the disk
 	// comes last (and is vda, as on x86).
@@ -44,7 +51,6 @@ func startVirt(opts MachineOptions) (*Machine, error) {
 	}
 	args = append(args, "-drive", "if=none,id=disk,format=raw,cache=unsafe,file="+opts.Disk,
 		"-device", "virtio-blk-device,drive=disk")
-	m := &Machine{opts: opts, console: &Console{tee: opts.Console}, exited: make(chan struct{})}
 	if err := m.launch("qemu-system-aarch64", args); err != nil {
 		return nil, err
 	}

@@ -18,10 +18,8 @@ import (
 // FirstBoot powers the device on: the bootloader picks slot A, cairn-init
 // checks its footer and makes the state partition, DHCP, its node joins
 // the host's k3s server and is Ready, slot A is committed, and the
-// attestation it prints verifies on the host as release 1.0.0 in slot A;
-// a machine without TPM says instead that 1.0.0 runs unmeasured and
-// refuses to attest (unmeasured). systemd finishes the boot with no
-// failed unit.
+// attestation it prints verifies on the host as release 1.0.0 in slot A.
+// systemd finishes the boot with no failed unit.
 func (l *Lab) FirstBoot(ctx context.Context) (*Step, error) {
 	m, errs, err := l.powerOnFirstBoot(ctx)
 	if err != nil {
@@ -33,11 +31,7 @@ func (l *Lab) FirstBoot(ctx context.Context) (*Step, error) {
 	}
 	l.Timing("power on to the node Ready on the server", m.Uptime())
 	l.Logf("node %s is Ready on the k3s server", node.Name)
-	attest := l.verifyAttestation
-	if !m.HasTPM() {
-		attest = l.unmeasured
-	}
-	if err := attest(ctx, m, 0, "1.0.0", partitions.SlotA); err != nil {
+	if err := l.verifyAttestation(ctx, m, 0, "1.0.0", partitions.SlotA); err != nil {
 		errs = append(errs, err)
 	}
 	if err := firstBootConsole(m); err != nil {
@@ -72,13 +66,11 @@ func (l *Lab) powerOnFirstBoot(ctx context.Context) (_ *Machine, errs []error, _
 }
 
 // firstBootConsole checks what the bootloader and cairn-init printed on
-// the way: slot A chosen, its signed footer checked (and measured, with a
-// TPM), the state partition made.
+// the way: slot A chosen, its signed footer checked and measured, the
+// state partition made.
 func firstBootConsole(m *Machine) error {
-	want := []string{"cairn: booting slot A", "signature good", "first boot: creating the state filesystem"}
-	if m.HasTPM() {
-		want = append(want, "measured slot A into PCR 13")
-	}
+	want := []string{"cairn: booting slot A", "signature good", "measured slot A into PCR 13",
+		"first boot: creating the state filesystem"}
 	text := m.Console().String()
 	var errs []error
 	for _, w := range want {
