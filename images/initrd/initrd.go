@@ -120,11 +120,7 @@ func runSlot(ctx context.Context, c Config, params map[string]string) error {
 		return fmt.Errorf("state %s: %w", state, err)
 	}
 	c.logf("root %s read-only, state %s on /var; starting %s", root, state, Init)
-	if wd != nil {
-		if err := wd.HandOver(); err != nil {
-			c.logf("watchdog: %v", err)
-		}
-	}
+	wd.handOver(c.logf)
 	return mount.SwitchRoot(Sysroot, Init)
 }
 

@@ -32,6 +32,10 @@ func runInstall(ctx context.Context, c Config, params map[string]string) error {
 	if !strings.HasPrefix(target, "/dev/") || bootURL == "" {
 		return fmt.Errorf("%w: an install needs %s=/dev/DISK and %s=URL, got %q and %q", ErrCmdline, ParamInstall, ParamBootURL, target, bootURL)
 	}
+	// A download or an install may outlast the watchdog's timeout, as
+	// long as it moves bytes; the installed disk's boot arms it anew.
+	wd := armBootWatchdog(WatchdogDevice, params, c.logf)
+	defer wd.pingWhileMoving(ctx)()
 	file, f, err := fetchChecked(ctx, c, params)
 	if err != nil {
 		return err

@@ -232,6 +232,8 @@ func attachLoop(file string, flags uint32) (string, error) {
 // dm-verity over a loop device. /var is the local partition labelled
 // CAIRN_STATE when there is one, else a tmpfs.
 func runDiskless(ctx context.Context, c Config, params map[string]string) error {
+	wd := armBootWatchdog(WatchdogDevice, params, c.logf)
+	stop := wd.pingWhileMoving(ctx)
 	file, f, err := fetchChecked(ctx, c, params)
 	if err != nil {
 		return err
@@ -260,6 +262,8 @@ func runDiskless(ctx context.Context, c Config, params map[string]string) error 
 		return err
 	}
 	c.logf("root %s read-only from RAM, state %s on /var; starting %s", root, state, Init)
+	stop()
+	wd.handOver(c.logf)
 	return mount.SwitchRoot(Sysroot, Init)
 }
 

@@ -1,17 +1,20 @@
 package initrd
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // ParamWatchdog is cairn.watchdog=SECONDS: how long a boot from disk may
-// take from cairn-init arming the watchdog until systemd pings it; 0 leaves
-// the watchdog alone.
+// take from cairn-init arming the watchdog until systemd pings it, and how
+// long a network boot may go without moving a byte; 0 leaves the watchdog
+// alone.
 const ParamWatchdog = "cairn.watchdog"
 
 // DefaultWatchdogTimeout is the bound without cairn.watchdog=: minutes
@@ -69,7 +72,101 @@ func (w *Watchdog) HandOver() error {
 	return w.f.Close()
 }
 
-// armBootWatchdog arms dev (WatchdogDevice) for a boot from disk with the
+// Ping starts the watchdog's timeout again.
+func (w *Watchdog) Ping() error {
+	return unix.IoctlWatchdogKeepalive(int(w.f.Fd()))
+}
+
+// handOver hands w, if armed, over to systemd just before cairn-init
+// switches root.
+func (w *Watchdog) handOver(logf func(string, ...any)) {
+	if w == nil {
+		return
+	}
+	if err := w.HandOver(); err != nil {
+		logf("watchdog: %v", err)
+	}
+}
+
+// progressInterval is how often a network boot's watchdog is pinged when
+// bytes have moved since the last time.
+const progressInterval = 10 * time.Second
+
+// pingWhileMoving keeps w, if armed, alive during a network boot for as
+// long as cairn-init moves bytes (/proc/self/io): a download or an install
+// may take longer than the timeout, but one that stops moving, a stalled
+// server or a write that never returns, lets the watchdog reset the
+// machine, which then boots from the network again. The returned stop ends
+// the pings.
+func (w *Watchdog) pingWhileMoving(ctx context.Context) (stop func()) {
+	if w == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	c := &ioCounter{path: "/proc/self/io"}
+	go func() {
+		defer close(done)
+		pingWhile(ctx, progressInterval, c.moved, w.Ping)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// pingWhile calls ping every interval when moved reports a different
+// count than the time before, until ctx ends.
+func pingWhile(ctx context.Context, interval time.Duration, moved func() (int64, error), ping func() error) {
+	last, _ := moved()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := moved()
+		if err != nil || n == last {
+			continue
+		}
+		last = n
+		_ = ping()
+	}
+}
+
+// ioCounter counts the bytes this process has read and written through
+// system calls (rchar and wchar of /proc/self/io: files, block devices,
+// sockets), less its own reads of that file.
+type ioCounter struct {
+	path string
+	own  int64
+}
+
+func (c *ioCounter) moved() (int64, error) {
+	b, err := os.ReadFile(c.path)
+	if err != nil {
+		return 0, err
+	}
+	// The file shows the counts before this read: it counts from the next.
+	defer func() { c.own += int64(len(b)) }()
+	var total int64
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "rchar" && k != "wchar") {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %s: %w", c.path, k, err)
+		}
+		total += n
+	}
+	return total - c.own, nil
+}
+
+// armBootWatchdog arms dev (WatchdogDevice) for a boot with the
 // timeout cairn.watchdog= gives. It never fails the boot: a bad value
 // falls back to the default, a device without a watchdog boots without,
 // and each case is said on the console. It returns nil when nothing is

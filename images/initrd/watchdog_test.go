@@ -113,3 +113,53 @@ func TestBootWatchdogParameter(t *testing.T) {
 		}
 	}
 }
+
+// TestNetworkBootPingsOnlyWhileBytesMove runs the ping loop on a scripted
+// byte count: a ping for each tick whose count moved, none while it stood
+// still.
+func TestNetworkBootPingsOnlyWhileBytesMove(t *testing.T) {
+	counts := []int64{0, 10, 20, 20, 20, 35, 35}
+	var ticks, pings int
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	moved := func() (int64, error) {
+		n := counts[min(ticks, len(counts)-1)]
+		if ticks++; ticks > len(counts) {
+			cancel()
+		}
+		return n, nil
+	}
+	pingWhile(ctx, time.Millisecond, moved, func() error { pings++; return nil })
+	if pings != 3 { // 0->10, 10->20, 20->35
+		t.Errorf("%d pings for counts %v, want 3", pings, counts)
+	}
+}
+
+// TestIOCounterLeavesOutItsOwnReads reads this process's /proc/self/io
+// twice with nothing else moving bytes in between: the count must not
+// grow from the reads of the file itself, and it must grow when the
+// process writes.
+func TestIOCounterLeavesOutItsOwnReads(t *testing.T) {
+	c := &ioCounter{path: "/proc/self/io"}
+	first, err := c.moved()
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := c.moved()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second != first {
+		t.Errorf("count went from %d to %d with only the counter's own reads", first, second)
+	}
+	if err := os.WriteFile(filepath.Join(t.TempDir(), "f"), make([]byte, 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	third, err := c.moved()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third < second+4096 {
+		t.Errorf("count went from %d to %d after writing 4096 bytes", second, third)
+	}
+}
