@@ -62,7 +62,7 @@ func runServer(ctx context.Context, c *config, stderr io.Writer) error {
 	defer stopChild(child, exited)
 	adminCfg := s.restConfig(s.adminToken, fmt.Sprintf("https://127.0.0.1:%d", s.apiPort))
 	if err := waitAPIServer(ctx, adminCfg, exited); err != nil {
-		return err
+		return fmt.Errorf("%w; its log ends: %s", err, logTail(s.apiserverLog(), 1500))
 	}
 	admin, err := kubernetes.NewForConfig(adminCfg)
 	if err != nil {
@@ -216,7 +216,7 @@ func (s *serverState) startAPIServer(stderr io.Writer) (*exec.Cmd, error) {
 	// main process, the stand-in, which sends it once this server answers;
 	// kube-apiserver would send one of its own, which systemd rejects.
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, "NOTIFY_SOCKET=") })
-	logFile, err := os.OpenFile(filepath.Join(s.cfg.dataDir, "server", "standin-kube-apiserver.log"),
+	logFile, err := os.OpenFile(s.apiserverLog(),
 		os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
@@ -230,6 +230,21 @@ func (s *serverState) startAPIServer(stderr io.Writer) (*exec.Cmd, error) {
 	}
 	logFile.Close()
 	return cmd, nil
+}
+
+// apiserverLog is where kube-apiserver's output goes.
+func (s *serverState) apiserverLog() string {
+	return filepath.Join(s.cfg.dataDir, "server", "standin-kube-apiserver.log")
+}
+
+// logTail is the last n bytes of the file at path, on one line.
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	b = b[max(0, len(b)-n):]
+	return strings.Join(strings.Fields(string(b)), " ")
 }
 
 func stopChild(cmd *exec.Cmd, exited <-chan struct{}) {

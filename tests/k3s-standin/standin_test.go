@@ -1,10 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -144,4 +146,24 @@ func senderPID(t *testing.T, oob []byte) int {
 		t.Fatal(err)
 	}
 	return int(cred.Pid)
+}
+
+// TestServerSaysWhyItsAPIServerDied holds the port the stand-in gives its
+// kube-apiserver: the server must fail with the API server's own reason,
+// which k3stest needs to try again on other ports.
+func TestServerSaysWhyItsAPIServerDied(t *testing.T) {
+	needK3s(t)
+	port, err := k3stest.FreePorts(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	out, err := k3sCommand(t, "server", "--data-dir", t.TempDir(), "--https-listen-port", strconv.Itoa(port))
+	if err == nil || !strings.Contains(out, "kube-apiserver exited before ready") || !strings.Contains(out, "address already in use") {
+		t.Fatalf("server with its API port taken: %v\n%s", err, out)
+	}
 }

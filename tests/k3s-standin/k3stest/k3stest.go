@@ -74,6 +74,22 @@ func Real() bool { return os.Getenv("K3S_BINARY") != "" }
 // stopped when the test ends.
 func StartServer(t testing.TB, name string, extraArgs ...string) *Server {
 	t.Helper()
+	// The ports are free when chosen but not held: another test may take
+	// one before the server binds it. Such a start is tried again on others.
+	for attempt := 1; ; attempt++ {
+		s, err := startServer(t, name, extraArgs)
+		if err == nil {
+			return s
+		}
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			s.dumpLog(t)
+			t.Fatal(err)
+		}
+		t.Logf("k3s server %s: %v; again on other ports", name, err)
+	}
+}
+
+func startServer(t testing.TB, name string, extraArgs []string) (*Server, error) {
 	dir := t.TempDir()
 	// The supervisor port; the stand-in's API server and etcd use the next
 	// three, the kubelet healthz the one after.
@@ -91,8 +107,7 @@ func StartServer(t testing.TB, name string, extraArgs ...string) *Server {
 		"kubelet-arg:\n  - healthz-port=%d\n", s.DataDir, s.Token, name, s.Kubeconfig, healthz)
 	args := append([]string{"server", "--config", writeConfig(t, dir, config),
 		"--https-listen-port", strconv.Itoa(port)}, extraArgs...)
-	s.start(t, dir, args, s.Kubeconfig)
-	return s
+	return s, s.start(t, dir, args, s.Kubeconfig)
 }
 
 // StartAgent starts `k3s agent` joining server s; it returns once the
@@ -107,7 +122,10 @@ func StartAgent(t testing.TB, s *Server, name string, extraArgs ...string) *Node
 	config := fmt.Sprintf("data-dir: %s\nnode-name: %s\nkubelet-arg:\n  - healthz-port=%d\n", n.DataDir, name, healthz)
 	args := append([]string{"agent", "--config", writeConfig(t, dir, config),
 		"--server", s.URL, "--token", s.Token}, extraArgs...)
-	n.start(t, dir, args, n.KubeletKubeconfig)
+	if err := n.start(t, dir, args, n.KubeletKubeconfig); err != nil {
+		n.dumpLog(t)
+		t.Fatal(err)
+	}
 	return n
 }
 
@@ -119,14 +137,18 @@ func writeConfig(t testing.TB, dir, content string) string {
 	return p
 }
 
-func (n *Node) start(t testing.TB, dir string, args []string, waitFor string) {
+// errPortTaken means k3s could not bind a port chosen as free.
+var errPortTaken = errors.New("a port was taken before k3s bound it")
+
+// start runs k3s with args and waits for it to write waitFor.
+func (n *Node) start(t testing.TB, dir string, args []string, waitFor string) error {
 	t.Helper()
 	bin, env := Binary(t)
 	n.real = Real()
 	n.LogFile = filepath.Join(dir, "k3s.log")
 	log, err := os.Create(n.LogFile)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer log.Close()
 	n.cmd = exec.Command(bin, args...)
@@ -134,7 +156,7 @@ func (n *Node) start(t testing.TB, dir string, args []string, waitFor string) {
 	n.cmd.Stdout, n.cmd.Stderr = log, log
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := n.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
+		return fmt.Errorf("start %s: %w", bin, err)
 	}
 	n.exited = make(chan struct{})
 	go func() { n.cmd.Wait(); close(n.exited) }()
@@ -147,14 +169,17 @@ func (n *Node) start(t testing.TB, dir string, args []string, waitFor string) {
 	deadline := time.After(startTimeout)
 	for {
 		if _, err := os.Stat(waitFor); err == nil {
-			return
+			return nil
 		}
 		select {
 		case <-n.exited:
-			n.dumpLog(t)
-			t.Fatalf("k3s %s exited before writing %s: %v", args[0], waitFor, n.cmd.ProcessState)
+			err := fmt.Errorf("k3s %s exited before writing %s: %v", args[0], waitFor, n.cmd.ProcessState)
+			if b, _ := os.ReadFile(n.LogFile); strings.Contains(string(b), "address already in use") {
+				err = fmt.Errorf("%w: %w", errPortTaken, err)
+			}
+			return err
 		case <-deadline:
-			t.Fatalf("k3s %s did not write %s within %s", args[0], waitFor, startTimeout)
+			return fmt.Errorf("k3s %s did not write %s within %s", args[0], waitFor, startTimeout)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
