@@ -133,9 +133,14 @@ func Build(ctx context.Context, opts BuildOptions) (*Artifacts, error) {
 		return nil, err
 	}
 	defer unlock()
+	defer func() {
+		if err := pruneCache(cache, dir, CacheTTL, time.Now(), logf); err != nil {
+			logf("release artifacts cache: %v", err)
+		}
+	}()
 	if _, err := os.Stat(filepath.Join(dir, "done")); err == nil {
 		logf("release artifacts for %s: cached in %s", b.Name, dir)
-		return a, nil
+		return a, touchEntry(dir, time.Now())
 	}
 	work := filepath.Join(dir, "work")
 	if err := os.RemoveAll(work); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -150,6 +151,50 @@ func TestReleaseUnitsAreValidForSystemd(t *testing.T) {
 		out, err := exec.Command("systemd-analyze", append([]string{"verify", "--man=no"}, units...)...).CombinedOutput()
 		if err != nil || strings.Contains(string(out), filepath.Base(k3sUnit)) || strings.Contains(string(out), "quoting") {
 			t.Errorf("%s release: systemd-analyze verify: %v\n%s", kind, err, out)
+		}
+	}
+}
+
+// TestPruneCacheRemovesOnlyEntriesUnusedForADay builds a cache with
+// entries of several ages: only those unused for longer than the TTL go,
+// never the one in use, and a used entry's age starts again.
+func TestPruneCacheRemovesOnlyEntriesUnusedForADay(t *testing.T) {
+	cache := t.TempDir()
+	now := time.Now()
+	entry := func(name string, done bool, age time.Duration) string {
+		dir := filepath.Join(cache, name)
+		if err := os.MkdirAll(filepath.Join(dir, "releases"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		at := now.Add(-age)
+		if done {
+			if err := os.WriteFile(filepath.Join(dir, "done"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(filepath.Join(dir, "done"), at, at); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Chtimes(dir, at, at); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	old := entry("qemu-x86_64-old", true, 2*CacheTTL)
+	recent := entry("qemu-x86_64-recent", true, time.Hour)
+	unfinished := entry("qemu-aarch64-unfinished", false, 2*CacheTTL)
+	inUse := entry("qemu-x86_64-in-use", true, 3*CacheTTL)
+	used := entry("qemu-aarch64-used", true, 2*CacheTTL)
+	if err := touchEntry(used, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := pruneCache(cache, inUse, CacheTTL, now, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	for dir, kept := range map[string]bool{old: false, unfinished: false, recent: true, inUse: true, used: true} {
+		_, err := os.Stat(dir)
+		if kept && err != nil || !kept && !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: kept %v, stat %v", filepath.Base(dir), kept, err)
 		}
 	}
 }
